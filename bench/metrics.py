@@ -1,0 +1,211 @@
+"""Metrics: pure functions of predicted logits (and the oracle's), one registry entry each.
+
+Logits are collected once per model per split (:class:`Evaluation`); every metric reads them and
+returns ``(value, n)`` — the raw float and the number of examples it was computed on. Each entry
+declares its goal: ``max``, ``min`` or ``oracle`` (match the oracle's value; the reporter shows
+|value − oracle| per seed). Composite scores that need the oracle's *metric values*
+(``avg_gap``, ``tow``) are derived by the reporter from stored rows, never stored.
+
+Splits: D_f forget, D_r retain, D_t test, D_ft the test images of the forgotten classes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from bench import mia
+from bench.registry import Registry
+
+Goal = Literal["max", "min", "oracle"]
+
+
+@dataclass(frozen=True, eq=False)
+class SplitLogits:
+    logits: torch.Tensor  # float32 [N, K], CPU
+    labels: torch.Tensor  # int64 [N]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """Everything the metrics of one unlearned model need."""
+
+    forget: SplitLogits
+    retain: SplitLogits
+    test: SplitLogits  # the full test split D_t
+    forget_test: SplitLogits | None  # D_ft (class removal only)
+    oracle_forget: SplitLogits  # the oracle's logits on D_f
+    forget_classes: tuple[int, ...]
+    seed: int
+    runtime_seconds: float
+    oracle_seconds: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[Evaluation], tuple[float, int]]
+    goal: Goal
+    description: str
+    applies: Callable[[Evaluation], bool] = lambda ev: True
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A score derived by the reporter from stored metric rows (not stored itself)."""
+
+    name: str
+    goal: Goal
+    description: str
+
+
+METRICS: Registry[Metric] = Registry("metric")
+COMPOSITES: Registry[Composite] = Registry("composite score")
+
+
+def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None):
+    def wrap(fn: Callable[[Evaluation], tuple[float, int]]):
+        METRICS.register(name, Metric(name, fn, goal, description, applies or (lambda ev: True)))
+        return fn
+
+    return wrap
+
+
+def top1(split: SplitLogits) -> tuple[float, int]:
+    """Top-1 accuracy: (1/N) Σ_i 1[argmax_k z_ik = y_i]; NaN on an empty split.
+
+    >>> top1(SplitLogits(torch.tensor([[2., 0.], [0., 1.], [3., 1.]]), torch.tensor([0, 1, 1])))
+    (0.6666666666666666, 3)
+    """
+    n = len(split)
+    if n == 0:
+        return float("nan"), 0
+    return float((split.logits.argmax(1) == split.labels).double().mean()), n
+
+
+def kept_test(ev: Evaluation) -> SplitLogits:
+    """D_t minus D_ft: the test images of the classes that are kept."""
+    if not ev.forget_classes:
+        return ev.test
+    keep = ~torch.isin(ev.test.labels, torch.tensor(ev.forget_classes))
+    return SplitLogits(ev.test.logits[keep], ev.test.labels[keep])
+
+
+@register_metric("forget_accuracy", "oracle", "top-1 accuracy on the forget set D_f (UA = 1 − this)")
+def forget_accuracy(ev: Evaluation) -> tuple[float, int]:
+    return top1(ev.forget)
+
+
+@register_metric("retain_accuracy", "oracle", "top-1 accuracy on the retain set D_r (RA)")
+def retain_accuracy(ev: Evaluation) -> tuple[float, int]:
+    return top1(ev.retain)
+
+
+@register_metric("test_accuracy", "oracle", "top-1 accuracy on the test set D_t (class removal: on the kept classes) (TA)")
+def test_accuracy(ev: Evaluation) -> tuple[float, int]:
+    return top1(kept_test(ev))
+
+
+test_accuracy.__test__ = False  # a metric, not a pytest test (pytest collects test_* wherever it is imported)
+
+
+@register_metric(
+    "forget_test_accuracy", "oracle", "top-1 accuracy on the test images of the forgotten classes D_ft",
+    applies=lambda ev: ev.forget_test is not None,
+)
+def forget_test_accuracy(ev: Evaluation) -> tuple[float, int]:
+    assert ev.forget_test is not None
+    return top1(ev.forget_test)
+
+
+@register_metric("runtime_seconds", "min", "wall time of the method call alone (no evaluation)")
+def runtime_seconds(ev: Evaluation) -> tuple[float, int]:
+    return float(ev.runtime_seconds), 1
+
+
+@register_metric("speedup", "max", "oracle training time / runtime_seconds (same device)")
+def speedup(ev: Evaluation) -> tuple[float, int]:
+    """speedup = t_oracle / t_method; inf when the method took no measurable time."""
+    if ev.runtime_seconds <= 0:
+        return float("inf"), 1
+    return float(ev.oracle_seconds / ev.runtime_seconds), 1
+
+
+@register_metric("mia_efficacy", "oracle", "SalUn MIA-efficacy, SVC on true-class confidence: share of D_f called non-member")
+def mia_efficacy(ev: Evaluation) -> tuple[float, int]:
+    return mia.mia_efficacy(
+        ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
+        ev.forget.logits, ev.forget.labels, feature="confidence", seed=ev.seed,
+    ), len(ev.forget)
+
+
+@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy")
+def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
+    return mia.mia_efficacy(
+        ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
+        ev.forget.logits, ev.forget.labels, feature="entropy", seed=ev.seed,
+    ), len(ev.forget)
+
+
+@register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, balanced; 0.5 = indistinguishable")
+def mia_auc(ev: Evaluation) -> tuple[float, int]:
+    members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
+    value, n = mia.loss_auc(members, nonmembers, seed=ev.seed)
+    return value, n
+
+
+@register_metric("mia_cv_accuracy", "oracle", "DLFD/MUFAC attack: 10-split CV logistic regression on losses, D_f vs D_t balanced")
+def mia_cv_accuracy(ev: Evaluation) -> tuple[float, int]:
+    members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
+    return mia.cv_attack_accuracy(members, nonmembers, seed=ev.seed)
+
+
+@register_metric("js_to_oracle", "min", "mean Jensen–Shannon divergence (nats) of softmax outputs from the oracle's on D_f")
+def js_to_oracle(ev: Evaluation) -> tuple[float, int]:
+    """JS(P‖Q) = ½ KL(P‖M) + ½ KL(Q‖M), M = ½(P + Q), P = softmax(f(x)), Q = softmax(f_oracle(x)),
+    natural log, averaged over x ∈ D_f. Symmetric by definition; 0 ≤ JS ≤ ln 2."""
+    return float(js_divergence(ev.forget.logits, ev.oracle_forget.logits).mean()), len(ev.forget)
+
+
+def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """Per-row Jensen–Shannon divergence (nats) between softmax(logits_p) and softmax(logits_q)."""
+    log_p = F.log_softmax(logits_p.double(), dim=1)
+    log_q = F.log_softmax(logits_q.double(), dim=1)
+    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - torch.log(torch.tensor(2.0, dtype=torch.float64))
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(1)
+    return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
+
+
+@register_metric("nomus", "max", "MUFAC's NoMUS: ½·test_accuracy + ½·(1 − 2·|mia_cv_accuracy − 0.5|)")
+def nomus(ev: Evaluation) -> tuple[float, int]:
+    """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA and A_mia on our test split."""
+    acc, n = test_accuracy(ev)
+    attack, _ = mia_cv_accuracy(ev)
+    return 0.5 * acc + 0.5 * (1.0 - 2.0 * abs(attack - 0.5)), n
+
+
+COMPOSITES.register("avg_gap", Composite(
+    "avg_gap", "min",
+    "SalUn's Avg. Gap: mean |Δ to the oracle| of forget, retain, test accuracy and mia_efficacy, per seed, then averaged",
+))
+COMPOSITES.register("tow", Composite(
+    "tow", "max",
+    "Tug-of-War: (1 − |Δ forget acc|)(1 − |Δ retain acc|)(1 − |Δ test acc|), Δ to the oracle of the same seed",
+))
+
+
+def compute_metrics(ev: Evaluation) -> dict[str, tuple[float, int]]:
+    """Every registered metric that applies to ``ev``: name → (value, n)."""
+    return {name: m.fn(ev) for name, m in METRICS.items() if m.applies(ev)}
+
+
+def metric_goal(name: str) -> Goal:
+    if name in METRICS:
+        return METRICS.get(name).goal
+    return COMPOSITES.get(name).goal

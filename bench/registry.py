@@ -1,0 +1,223 @@
+"""Name → object registries, and the ``@method`` decorator that fills the method registry.
+
+Every extension point of the benchmark (tasks, methods, metrics, models, datasets) is a
+:class:`Registry`. Registries fail loudly: asking for an unknown name raises :class:`UnknownName`
+listing the valid names and the closest match, in the manner of timm's ``create_model``.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+#: The data a method may declare. ``retain_fraction`` means "a per-class random fraction of the
+#: retain set", the fraction being the method's ``retain_fraction`` hyperparameter.
+DATA_KINDS = ("forget", "retain", "retain_fraction", "surrogate")
+
+
+class UnknownName(KeyError):
+    """An unknown registry key; the message lists the valid names and the closest match."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """An ordered mapping from names to registered objects of one kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, obj: T) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = obj
+        return obj
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownName(unknown_message(self.kind, name, list(self._entries))) from None
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._entries.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def unknown_message(kind: str, name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(sorted(valid)) or '(none)'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered unlearning method.
+
+    ``fn(model, data, *, device, **hyperparameters) -> nn.Module``. ``uses`` lists the data it is
+    given (anything else is ``None`` in its :class:`bench.data.MethodData`); ``tuned`` maps a task
+    name to the hyperparameters tuned for that task on its validation split; ``bounds`` maps a
+    hyperparameter to an inclusive ``(low, high)`` range (``None`` = unbounded) checked before a run.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    uses: tuple[str, ...]
+    paper: str
+    description: str
+    version: int
+    defaults: dict[str, Any]
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    applies_to: tuple[str, ...] = ("classes", "random", "identities")
+
+    def resolve(self, task_name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults, then this task's tuned values, then user overrides; checked and typed."""
+        hp = dict(self.defaults)
+        hp.update(self.tuned.get(task_name, {}))
+        for key, value in (overrides or {}).items():
+            if key not in self.defaults:
+                raise ValueError(unknown_message(f"hyperparameter of {self.name}", key, list(self.defaults)))
+            if key in self.fixed:
+                raise ValueError(
+                    f"{self.name}: {key} is fixed to {self.fixed[key]!r} for this entry; "
+                    f"use the other registered variant instead"
+                )
+            hp[key] = coerce(self.name, key, value, self.defaults[key])
+        hp.update(self.fixed)
+        for key, (low, high) in self.bounds.items():
+            value = hp[key]
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise ValueError(
+                    f"{self.name}: hyperparameter {key}={value!r} is out of range "
+                    f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+                )
+        return hp
+
+
+def coerce(method: str, key: str, value: Any, default: Any) -> Any:
+    """Convert a command-line string (or any value) to the type of the hyperparameter's default."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{method}: {key} must be true or false, got {value!r}")
+    kind = type(default)
+    if default is None or kind is str:
+        return value if not isinstance(value, str) or default is None else str(value)
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{method}: {key} must be a {kind.__name__}, got {value!r}") from None
+    if kind is int and isinstance(value, str) and str(converted) != value.strip():
+        raise ValueError(f"{method}: {key} must be an integer, got {value!r}")
+    return converted
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def method(
+    *,
+    name: str | None = None,
+    uses: tuple[str, ...],
+    paper: str,
+    version: int,
+    tuned: dict[str, dict[str, Any]] | None = None,
+    bounds: dict[str, tuple[float | None, float | None]] | None = None,
+    fixed: dict[str, Any] | None = None,
+    applies_to: tuple[str, ...] = ("classes", "random", "identities"),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an unlearning method (decorator).
+
+    The hyperparameters and their defaults are read from the function's keyword-only parameters
+    (``device`` excluded); the first docstring line is the one-line description.
+    """
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        key = name or fn.__name__
+        bad = [u for u in uses if u not in DATA_KINDS]
+        if bad:
+            raise ValueError(f"method {key}: unknown data kinds {bad}; valid: {DATA_KINDS}")
+        if "retain" in uses and "retain_fraction" in uses:
+            raise ValueError(f"method {key}: declare either 'retain' or 'retain_fraction', not both")
+        defaults: dict[str, Any] = {}
+        for param in inspect.signature(fn).parameters.values():
+            if param.kind is not inspect.Parameter.KEYWORD_ONLY or param.name == "device":
+                continue
+            if param.default is inspect.Parameter.empty:
+                raise ValueError(f"method {key}: hyperparameter {param.name} needs a default")
+            defaults[param.name] = param.default
+        if "retain_fraction" in uses and "retain_fraction" not in defaults:
+            raise ValueError(f"method {key}: uses retain_fraction but has no retain_fraction hyperparameter")
+        for task_hp in (tuned or {}).values():
+            unknown = set(task_hp) - set(defaults)
+            if unknown:
+                raise ValueError(f"method {key}: tuned values for unknown hyperparameters {sorted(unknown)}")
+        doc = inspect.getdoc(fn) or ""
+        spec = MethodSpec(
+            name=key,
+            fn=fn,
+            uses=tuple(uses),
+            paper=paper,
+            description=doc.splitlines()[0] if doc else "",
+            version=version,
+            defaults=defaults,
+            tuned=dict(tuned or {}),
+            bounds=dict(bounds or {}),
+            fixed=dict(fixed or {}),
+            applies_to=applies_to,
+        )
+        METHODS.register(key, spec)
+        return fn
+
+    return register
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method ``name`` (importing the bundled methods first)."""
+    load_methods()
+    return METHODS.get(name)
+
+
+def list_methods() -> list[str]:
+    load_methods()
+    return METHODS.names()
+
+
+def load_methods() -> None:
+    """Import every module of :mod:`bench.methods`, which registers the bundled methods."""
+    import importlib
+    import pkgutil
+
+    import bench.methods as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"bench.methods.{info.name}")

@@ -1,0 +1,153 @@
+"""The results store: one Parquet file per run, long format, raw float64 values, append-only.
+
+Layout: ``<results>/<task>/<method>/seed<seed>-<run_id>.parquet`` for a completed run and
+``...-<run_id>.failed.parquet`` for a run that raised (one row carrying the error and traceback).
+Files are written to a temporary name and renamed, so an interrupted run leaves nothing behind.
+A completed run is never overwritten except by an explicit ``--force``; a failure record is
+replaced by the successful re-run of the same run id. Reading the store ignores nothing
+silently: a file that cannot be read or does not have the schema is reported by name.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("task", pa.string()),
+    ("task_version", pa.int64()),
+    ("method", pa.string()),
+    ("method_version", pa.int64()),
+    ("hyperparameters", pa.string()),
+    ("data_used", pa.string()),
+    ("surrogate", pa.string()),
+    ("seed", pa.int64()),
+    ("metric", pa.string()),
+    ("value", pa.float64()),
+    ("n", pa.int64()),
+    ("split_hash", pa.string()),
+    ("model_hash", pa.string()),
+    ("reference_key", pa.string()),
+    ("package_version", pa.string()),
+    ("torch_version", pa.string()),
+    ("git_commit", pa.string()),
+    ("device", pa.string()),
+    ("timestamp", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+])
+COLUMNS = SCHEMA.names
+
+
+class CorruptResults(RuntimeError):
+    """One or more result files cannot be read; the message names them."""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def make_run_id(task_identity: dict, task_version: int, method: str, method_version: int, hyperparameters: dict, seed: int) -> str:
+    """sha256 (20 hex) of the task (its full definition and version), the method and its version,
+    the resolved hyperparameters and the seed."""
+    blob = canonical_json({
+        "task": task_identity, "task_version": task_version, "method": method,
+        "method_version": method_version, "hyperparameters": hyperparameters, "seed": seed,
+    })
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def run_path(results_dir: Path, task: str, method: str, seed: int, run_id: str, *, failed: bool) -> Path:
+    suffix = ".failed.parquet" if failed else ".parquet"
+    return Path(results_dir) / task / method / f"seed{seed}-{run_id}{suffix}"
+
+
+def stored_runs(results_dir: str | Path) -> dict[str, str]:
+    """run_id → "ok" or "failed", from the file names (no file is opened)."""
+    out: dict[str, str] = {}
+    root = Path(results_dir)
+    if not root.exists():
+        return out
+    for path in root.rglob("*.parquet"):
+        name = path.name
+        failed = name.endswith(".failed.parquet")
+        run_id = name.removesuffix(".failed.parquet" if failed else ".parquet").rsplit("-", 1)[-1]
+        if out.get(run_id) != "ok":
+            out[run_id] = "failed" if failed else "ok"
+    return out
+
+
+def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False) -> Path:
+    """Write one run's rows atomically; refuses to overwrite a completed run unless ``force``."""
+    if not rows:
+        raise ValueError("a run has at least one row")
+    first = rows[0]
+    if any(r["run_id"] != first["run_id"] for r in rows):
+        raise ValueError("all rows of one file must share a run_id")
+    failed = first["status"] != "ok"
+    ok_path = run_path(Path(results_dir), first["task"], first["method"], first["seed"], first["run_id"], failed=False)
+    failed_path = run_path(Path(results_dir), first["task"], first["method"], first["seed"], first["run_id"], failed=True)
+    path = failed_path if failed else ok_path
+    if ok_path.exists() and not force:
+        raise FileExistsError(f"{ok_path} already holds this run; pass force=True (--force) to redo it")
+    table = pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if not failed and failed_path.exists():
+        failed_path.unlink()  # the failure record is superseded by the successful re-run
+    return path
+
+
+def read_store(results_dir: str | Path) -> pd.DataFrame:
+    """Every row of every run under ``results_dir`` (sorted deterministically).
+
+    Raises :class:`CorruptResults` naming every file that cannot be read or lacks the schema;
+    raises FileNotFoundError when the directory does not exist.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results directory {root} does not exist; run `bench run` first or pass --results DIR")
+    tables, bad = [], []
+    for path in sorted(root.rglob("*.parquet")):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            bad.append(f"{path}: {err}")
+            continue
+        missing = set(COLUMNS) - set(table.column_names)
+        if missing:
+            bad.append(f"{path}: missing columns {sorted(missing)}")
+            continue
+        try:
+            tables.append(table.select(COLUMNS).cast(SCHEMA))
+        except (pa.ArrowException, ValueError) as err:
+            bad.append(f"{path}: wrong column types ({err})")
+    if bad:
+        raise CorruptResults(
+            "cannot read these result files (move them out of the results directory, or re-run those runs "
+            "with --force):\n  " + "\n  ".join(bad)
+        )
+    if not tables:
+        return pd.DataFrame({c: pd.Series(dtype=SCHEMA.field(c).type.to_pandas_dtype()) for c in COLUMNS})
+    df = pa.concat_tables(tables).to_pandas()
+    return df.sort_values(["task", "method", "seed", "run_id", "metric"], kind="stable").reset_index(drop=True)
+
+
+def rows_for_run(common: dict, metrics: Iterable[tuple[str, float, int]]) -> list[dict]:
+    """Long-format rows: the run's common fields plus one (metric, value, n) each."""
+    return [common | {"metric": name, "value": float(value), "n": int(n)} for name, value, n in metrics]

@@ -1,0 +1,199 @@
+"""Standardized unlearning tasks: frozen dataclasses, one registry entry each.
+
+A task fixes the dataset, the architecture, what to forget, the recipe that trains the original
+and the oracle, the size of the validation split, the ranking metric and a ``version`` that is
+stored with every number (bump it whenever anything here would move a number).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from bench.registry import Registry
+
+ForgetKind = Literal["classes", "random", "identities"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the original and the oracle are trained (and what ``retrain`` repeats).
+
+    ``optimizer`` is ``"adam"`` or ``"sgd"`` (with ``momentum``); ``schedule`` is ``"constant"``
+    or ``"cosine"`` (per step, to zero). ``augment`` names a train-time augmentation
+    (``"none"``, ``"crop"``: 4-pixel padded random crop, or ``"crop_flip"``: crop and horizontal
+    flip). ``amp``: bfloat16 autocast when training on CUDA (never on CPU, where training is
+    plain fp32).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    augment: Literal["none", "crop", "crop_flip"] = "none"
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"invalid recipe {self}")
+        if self.optimizer not in ("adam", "sgd") or self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"invalid recipe {self}")
+        if self.augment not in ("none", "crop", "crop_flip"):
+            raise ValueError(f"invalid recipe augmentation {self.augment!r}")
+
+
+@dataclass(frozen=True)
+class ForgetRule:
+    """What to forget: whole ``classes``, a ``random`` fraction of the training images, or
+    the images of a seeded random selection of ``identities`` (face tasks)."""
+
+    kind: ForgetKind
+    classes: tuple[int, ...] = ()
+    fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind == "classes" and not self.classes:
+            raise ValueError("class removal needs at least one class")
+        if self.kind in ("random", "identities") and not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"{self.kind} forgetting needs 0 < fraction < 1, got {self.fraction}")
+
+    def describe(self) -> str:
+        if self.kind == "classes":
+            return f"class{'es' if len(self.classes) > 1 else ''} {', '.join(map(str, self.classes))}"
+        return f"{self.fraction:.0%} of training {'images' if self.kind == 'random' else 'identities'} at random"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    dataset: str
+    arch: str
+    forget: ForgetRule
+    recipe: Recipe
+    version: int
+    val_fraction: float = 0.1
+    primary_metric: str = "avg_gap"
+    surrogate: str | None = None  # a source in bench.datasets.surrogate.SURROGATES
+    surrogate_size: int = 0
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if (self.surrogate is None) != (self.surrogate_size == 0):
+            raise ValueError(f"task {self.name}: give both surrogate and surrogate_size, or neither")
+
+    def identity(self) -> dict:
+        """Everything that defines the task's numbers (hashed into run ids)."""
+        return asdict(self) | {"tags": None, "description": None}
+
+
+TASKS: Registry[Task] = Registry("task")
+SUITES: dict[str, tuple[str, ...]] = {}
+
+
+def register_task(task: Task) -> Task:
+    return TASKS.register(task.name, task)
+
+
+def get_task(name: str | Task) -> Task:
+    return name if isinstance(name, Task) else TASKS.get(name)
+
+
+def list_tasks() -> list[str]:
+    return TASKS.names()
+
+
+def get_suite(name: str) -> tuple[str, ...]:
+    if name not in SUITES:
+        from bench.registry import unknown_message
+
+        raise KeyError(unknown_message("suite", name, list(SUITES)))
+    return SUITES[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Digits: the embedded default. A small CNN trained to 100% training accuracy in seconds on CPU.
+# ---------------------------------------------------------------------------------------------
+DIGITS_RECIPE = Recipe(epochs=30, batch_size=64, lr=1e-3, optimizer="adam")
+
+register_task(Task(
+    name="digits-cnn-class",
+    description="scikit-learn digits, small CNN: forget every training image of class 3",
+    dataset="digits", arch="digits_cnn", forget=ForgetRule("classes", classes=(3,)),
+    recipe=DIGITS_RECIPE, version=1, surrogate="photo_crops", surrogate_size=2000, tags=("quick",),
+))
+register_task(Task(
+    name="digits-cnn-random10",
+    description="scikit-learn digits, small CNN: forget 10% of training images, uniformly at random",
+    dataset="digits", arch="digits_cnn", forget=ForgetRule("random", fraction=0.1),
+    recipe=DIGITS_RECIPE, version=1, surrogate="photo_crops", surrogate_size=2000, tags=("quick",),
+))
+register_task(Task(
+    name="digits-cnn-multiclass",
+    description="scikit-learn digits, small CNN: forget every training image of classes 1 and 7",
+    dataset="digits", arch="digits_cnn", forget=ForgetRule("classes", classes=(1, 7)),
+    recipe=DIGITS_RECIPE, version=1, surrogate="photo_crops", surrogate_size=2000, tags=("quick",),
+))
+
+SUITES["quick"] = ("digits-cnn-class", "digits-cnn-random10", "digits-cnn-multiclass")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST: the real-data suite that runs on 2 CPU cores (Debian's dataset-fashion-mnist).
+# LeNet, 8 epochs of Adam: ~0.90 test accuracy. On CPU the recipe cannot afford training to
+# 100% training accuracy; the train/test gap (~4 points) is the membership signal.
+# ---------------------------------------------------------------------------------------------
+FMNIST_RECIPE = Recipe(epochs=8, batch_size=128, lr=1e-3, optimizer="adam")
+
+register_task(Task(
+    name="fmnist-lenet-class",
+    description="Fashion-MNIST, LeNet: forget every training image of class 0 (T-shirt/top)",
+    dataset="fashion_mnist", arch="lenet", forget=ForgetRule("classes", classes=(0,)),
+    recipe=FMNIST_RECIPE, version=1, surrogate="photo_crops", surrogate_size=10000, tags=("fmnist",),
+))
+register_task(Task(
+    name="fmnist-lenet-random10",
+    description="Fashion-MNIST, LeNet: forget 10% of training images, uniformly at random",
+    dataset="fashion_mnist", arch="lenet", forget=ForgetRule("random", fraction=0.1),
+    recipe=FMNIST_RECIPE, version=1, surrogate="photo_crops", surrogate_size=10000, tags=("fmnist",),
+))
+register_task(Task(
+    name="fmnist-lenet-multiclass",
+    description="Fashion-MNIST, LeNet: forget every training image of classes 2 (pullover) and 7 (sneaker)",
+    dataset="fashion_mnist", arch="lenet", forget=ForgetRule("classes", classes=(2, 7)),
+    recipe=FMNIST_RECIPE, version=1, surrogate="photo_crops", surrogate_size=10000, tags=("fmnist",),
+))
+SUITES["fmnist"] = ("fmnist-lenet-class", "fmnist-lenet-random10", "fmnist-lenet-multiclass")
+
+# ---------------------------------------------------------------------------------------------
+# The papers' GPU-scale tasks. CIFAR/SVHN ResNet-18: SalUn's recipe (SGD 0.1, momentum 0.9,
+# weight decay 5e-4, 182 epochs; Scissorhands reuses SalUn's originals) with a cosine schedule in
+# place of its step decay. MNIST AllCNN: the anti-samples paper's recipe (Adam 1e-3, 50 epochs,
+# batch 128). Surrogate for SCAR: 10,000 crops of the sample photographs (the paper's ImageNet
+# subset cannot be downloaded here).
+# ---------------------------------------------------------------------------------------------
+RESNET_RECIPE = Recipe(epochs=182, batch_size=256, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                       schedule="cosine", augment="crop_flip", amp=True)
+SVHN_RECIPE = Recipe(epochs=50, batch_size=256, lr=0.05, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                     schedule="cosine", augment="crop", amp=True)
+MNIST_ALLCNN_RECIPE = Recipe(epochs=50, batch_size=128, lr=1e-3, optimizer="adam", amp=True)
+
+for _name, _desc, _ds, _arch, _rule, _recipe in [
+    ("cifar10-resnet18-class", "CIFAR-10, ResNet-18 (CIFAR stem): forget class 0 (airplane)",
+     "cifar10", "resnet18_cifar", ForgetRule("classes", classes=(0,)), RESNET_RECIPE),
+    ("cifar10-resnet18-random10", "CIFAR-10, ResNet-18 (CIFAR stem): forget 10% of training images at random",
+     "cifar10", "resnet18_cifar", ForgetRule("random", fraction=0.1), RESNET_RECIPE),
+    ("cifar100-resnet18-class", "CIFAR-100, ResNet-18 (CIFAR stem): forget class 0 (apple)",
+     "cifar100", "resnet18_cifar", ForgetRule("classes", classes=(0,)), RESNET_RECIPE),
+    ("svhn-resnet18-class", "SVHN, ResNet-18 (CIFAR stem): forget class 0 (digit 0; Scissorhands' setting)",
+     "svhn", "resnet18_cifar", ForgetRule("classes", classes=(0,)), SVHN_RECIPE),
+    ("mnist-allcnn-class", "MNIST, AllCNN: forget class 0 (the anti-samples paper's setting)",
+     "mnist", "allcnn", ForgetRule("classes", classes=(0,)), MNIST_ALLCNN_RECIPE),
+    ("cifar10-allcnn-multiclass", "CIFAR-10, AllCNN: forget classes 1 and 9 (automobile, truck)",
+     "cifar10", "allcnn", ForgetRule("classes", classes=(1, 9)), Recipe(epochs=50, batch_size=128, lr=1e-3, augment="crop_flip", amp=True)),
+]:
+    register_task(Task(name=_name, description=_desc, dataset=_ds, arch=_arch, forget=_rule, recipe=_recipe,
+                       version=1, surrogate="photo_crops", surrogate_size=10000, tags=("paper",)))
+SUITES["paper"] = tuple(t for t in TASKS.names() if "paper" in TASKS.get(t).tags)

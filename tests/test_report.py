@@ -1,0 +1,351 @@
+"""The leaderboard reporter, on result rows built by hand (no training, no files but tmp_path)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import report
+from bench.report import GENERATED_HEADER, aggregate, render_report, write_report
+
+CLASS_TASK = "digits-cnn-class"
+RANDOM_TASK = "digits-cnn-random10"
+SEEDS = (0, 1, 2)
+ACC = ("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_efficacy")
+
+# Per-seed values, method → metric → [seed 0, seed 1, seed 2].
+# finetune mirrors the oracle around its mean: the difference of the means is 0, yet every seed but
+# the middle one is 0.2 away, so per-seed gaps rank it *behind* neggrad (a constant 0.01–0.03 off).
+CLASS_VALUES: dict[str, dict[str, list[float]]] = {
+    "oracle": {
+        "forget_accuracy": [0.10, 0.20, 0.30], "retain_accuracy": [0.95, 0.96, 0.97],
+        "test_accuracy": [0.90, 0.91, 0.92], "mia_efficacy": [0.50, 0.60, 0.70],
+        "runtime_seconds": [10.0, 11.0, 12.0], "speedup": [1.0, 1.0, 1.0],
+    },
+    "original": {
+        "forget_accuracy": [1.0, 1.0, 1.0], "retain_accuracy": [1.0, 1.0, 1.0],
+        "test_accuracy": [0.93, 0.93, 0.93], "mia_efficacy": [0.0, 0.0, 0.0],
+    },
+    "finetune": {
+        "forget_accuracy": [0.30, 0.20, 0.10], "retain_accuracy": [0.97, 0.96, 0.95],
+        "test_accuracy": [0.92, 0.91, 0.90], "mia_efficacy": [0.70, 0.60, 0.50],
+        "runtime_seconds": [1.0, 1.5, 2.0], "speedup": [10.0, 11.0 / 1.5, 6.0],
+    },
+    "neggrad": {  # seed 2 failed
+        "forget_accuracy": [0.13, 0.23], "retain_accuracy": [0.94, 0.95],
+        "test_accuracy": [0.89, 0.90], "mia_efficacy": [0.53, 0.63],
+        "runtime_seconds": [0.5, 0.25], "speedup": [20.0, 44.0],
+    },
+}
+RANDOM_VALUES: dict[str, dict[str, list[float]]] = {
+    "oracle": {"forget_accuracy": [0.90, 0.92, 0.94], "retain_accuracy": [1.0, 1.0, 1.0],
+               "test_accuracy": [0.90, 0.91, 0.92], "mia_efficacy": [0.20, 0.25, 0.30]},
+    "original": {"forget_accuracy": [1.0, 1.0, 1.0], "retain_accuracy": [1.0, 1.0, 1.0],
+                 "test_accuracy": [0.91, 0.92, 0.93], "mia_efficacy": [0.05, 0.06, 0.07]},
+    "finetune": {"forget_accuracy": [0.91, 0.92, 0.93], "retain_accuracy": [0.99, 0.99, 0.99],
+                 "test_accuracy": [0.90, 0.90, 0.90], "mia_efficacy": [0.21, 0.25, 0.29]},
+    "neggrad": {"forget_accuracy": [0.70, 0.80, 0.85], "retain_accuracy": [0.96, 0.97, 0.98],
+                "test_accuracy": [0.88, 0.89, 0.90], "mia_efficacy": [0.40, 0.41, 0.42]},
+}
+DATA_USED = {"oracle": "", "original": "", "finetune": "retain", "neggrad": "forget"}
+ERROR = "RuntimeError: loss became NaN at step 12\nTraceback (most recent call last):\n  File x.py"
+
+
+def row(task: str, method: str, seed: int, metric: str, value: float, **over) -> dict:
+    base = {
+        "run_id": f"{task}-{method}-{seed}-{over.get('method_version', 1)}-{over.get('hyperparameters', '{}')}",
+        "task": task, "task_version": 1, "method": method, "method_version": 1,
+        "hyperparameters": '{"lr": 0.01}' if method not in ("oracle", "original") else "{}",
+        "data_used": DATA_USED.get(method, "forget,retain"), "surrogate": "", "seed": seed,
+        "metric": metric, "value": value, "n": 100, "split_hash": f"split{seed}", "model_hash": "m",
+        "reference_key": f"ref{seed}", "package_version": "0.1.0", "torch_version": "2.4.0",
+        "git_commit": "abc123", "device": "cpu", "timestamp": f"2025-01-0{seed + 1}T12:00:00Z",
+        "status": "ok", "error": "",
+    }
+    base.update(over)
+    return base
+
+
+def rows_of(task: str, values: dict[str, dict[str, list[float]]]) -> list[dict]:
+    out = []
+    for method, metrics in values.items():
+        for metric, per_seed in metrics.items():
+            out += [row(task, method, seed, metric, v) for seed, v in zip(SEEDS, per_seed)]
+    return out
+
+
+def failed_row(task: str, method: str, seed: int) -> dict:
+    return row(task, method, seed, "", math.nan, status="failed", error=ERROR, n=0,
+               timestamp="2025-03-04T08:00:00+00:00")
+
+
+def store(extra: list[dict] | None = None) -> pd.DataFrame:
+    rows = rows_of(CLASS_TASK, CLASS_VALUES) + rows_of(RANDOM_TASK, RANDOM_VALUES)
+    rows.append(failed_row(CLASS_TASK, "neggrad", 2))
+    return pd.DataFrame(rows + (extra or []))
+
+
+def table_rows(page: str, heading: str) -> list[list[str]]:
+    """The body rows (cells stripped) of the first table under ``## heading``."""
+    lines = page.splitlines()
+    start = lines.index(f"## {heading}")
+    body = []
+    for line in lines[start + 1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            body.append([c.strip() for c in line.strip("|").split(" | ")])
+    header, _, *data = body
+    return [header] + data
+
+
+def column(table: list[list[str]], name: str) -> list[str]:
+    i = next(i for i, h in enumerate(table[0]) if h.split(" ")[0] == name)
+    return [r[i] for r in table[1:]]
+
+
+def hand_avg_gap(values: dict[str, dict[str, list[float]]], method: str) -> float:
+    """SalUn's Avg. Gap by hand: per seed mean |v − oracle of that seed| over the four metrics."""
+    per_seed = []
+    for s in range(len(values[method]["forget_accuracy"])):
+        per_seed.append(sum(abs(values[method][m][s] - values["oracle"][m][s]) for m in ACC) / 4)
+    return sum(per_seed) / len(per_seed)
+
+
+def test_every_page_says_it_is_generated():
+    pages = render_report(store())
+    assert set(pages) == {"index.md", f"{CLASS_TASK}.md", f"{RANDOM_TASK}.md"}
+    for text in pages.values():
+        assert text.splitlines()[0] == GENERATED_HEADER
+        assert text.endswith("\n") and not text.endswith("\n\n")
+
+
+def test_reference_rows_are_pinned_first_and_labelled():
+    page = render_report(store())[f"{CLASS_TASK}.md"]
+    for heading in ("Summary", "All metrics", "Hyperparameters"):
+        methods = column(table_rows(page, heading), "method")
+        assert methods[:2] == ["original (reference)", "oracle (reference)"], heading
+        assert set(methods[2:]) == {"finetune", "neggrad"}
+    assert column(table_rows(page, "Summary"), "#")[:2] == ["ref", "ref"]
+
+
+def test_ranking_by_per_seed_avg_gap_not_by_difference_of_means():
+    expected = {m: hand_avg_gap(CLASS_VALUES, m) for m in ("finetune", "neggrad")}
+    assert expected["neggrad"] < expected["finetune"]
+    # the fixture is built so that gaps of the means would rank the other way round
+    naive = {m: sum(abs(np.mean(CLASS_VALUES[m][k]) - np.mean(CLASS_VALUES["oracle"][k][: len(CLASS_VALUES[m][k])]))
+                    for k in ACC) / 4 for m in expected}
+    assert naive["finetune"] < naive["neggrad"]
+
+    agg = aggregate(store(), CLASS_TASK)
+    assert list(agg.index) == ["original", "oracle", "neggrad", "finetune"]
+    assert agg.loc["neggrad", "rank"] == 1 and agg.loc["finetune", "rank"] == 2
+    for m, value in expected.items():
+        assert agg.loc[m, "avg_gap_mean"] == pytest.approx(value)
+    assert agg.loc["oracle", "avg_gap_mean"] == 0.0
+
+    summary = table_rows(render_report(store())[f"{CLASS_TASK}.md"], "Summary")
+    assert column(summary, "method")[2:] == ["neggrad", "finetune"]
+    assert column(summary, "#")[2:] == ["1", "2"]
+    assert column(summary, "avg_gap")[3] == f"{expected['finetune']:.3f} ± {np.std([0.11, 0.0, 0.11], ddof=1):.3f}"
+
+
+def test_tow_per_seed_by_hand():
+    agg = aggregate(store(), CLASS_TASK)
+    per_seed = [math.prod(1 - abs(CLASS_VALUES["finetune"][m][s] - CLASS_VALUES["oracle"][m][s]) for m in ACC[:3])
+                for s in SEEDS]
+    assert agg.loc["finetune", "tow_mean"] == pytest.approx(np.mean(per_seed))
+    assert agg.loc["finetune", "tow_std"] == pytest.approx(np.std(per_seed, ddof=1))
+
+
+def test_gap_is_taken_against_the_oracle_of_the_same_seed():
+    agg = aggregate(store(), CLASS_TASK)
+    fa = CLASS_VALUES["finetune"]["forget_accuracy"]
+    assert np.mean(fa) == pytest.approx(np.mean(CLASS_VALUES["oracle"]["forget_accuracy"]))  # means agree
+    assert agg.loc["finetune", "forget_accuracy_gap"] == pytest.approx((0.2 + 0.0 + 0.2) / 3)
+    assert agg.loc["finetune", "forget_accuracy_mean"] == pytest.approx(0.2)
+    # neggrad has seeds 0 and 1 only: compared with the oracle's seeds 0 and 1, not the oracle's mean
+    assert agg.loc["neggrad", "forget_accuracy_gap"] == pytest.approx(0.03)
+    assert agg.loc["neggrad", "seeds"] == 2
+
+    metrics = table_rows(render_report(store())[f"{CLASS_TASK}.md"], "All metrics")
+    header = metrics[0]
+    finetune = next(r for r in metrics[1:] if r[0] == "finetune")
+    assert finetune[header.index("Δ forget_accuracy ↓")] == "Δ 0.133"
+    assert finetune[header.index("forget_accuracy")] == "0.200 ± 0.100"
+    # goal "min"/"max" metrics have no gap column
+    assert not any(h.startswith("Δ runtime_seconds") or h.startswith("Δ speedup") for h in header)
+
+
+def test_number_formats():
+    summary = table_rows(render_report(store())[f"{CLASS_TASK}.md"], "Summary")
+    finetune = summary[[r[1] for r in summary].index("finetune")]
+    assert finetune[summary[0].index("runtime_seconds ↓")] == "1.50 ± 0.50"
+    assert finetune[summary[0].index("speedup ↑")] == f"{np.mean([10.0, 11 / 1.5, 6.0]):.1f}× ± {np.std([10.0, 11 / 1.5, 6.0], ddof=1):.1f}"
+    assert finetune[summary[0].index("retain_accuracy")] == "0.960 ± 0.010"
+    assert finetune[summary[0].index("data used")] == "retain"
+    assert report.fixed(-1e-9, 3) == "0.000" and report.fixed(math.inf, 1) == "∞"
+    assert report.mean_std("test_accuracy", 0.5, math.nan) == "0.500"  # one seed: no ± part
+
+
+def test_failed_run_is_listed_with_the_first_line_of_its_error():
+    page = render_report(store())[f"{CLASS_TASK}.md"]
+    failed = table_rows(page, "Failed runs")
+    assert failed[1:] == [["neggrad", "1", "2", "`RuntimeError: loss became NaN at step 12`"]]
+    assert "Traceback" not in page
+    assert "## Failed runs\n\nNone." in render_report(store())[f"{RANDOM_TASK}.md"]
+
+
+def test_failed_run_retried_successfully_is_not_listed():
+    retry = [row(CLASS_TASK, "neggrad", 2, m, v, timestamp="2025-03-05T00:00:00Z")
+             for m, v in (("forget_accuracy", 0.33), ("retain_accuracy", 0.96))]
+    page = render_report(store(retry))[f"{CLASS_TASK}.md"]
+    assert "## Failed runs\n\nNone." in page
+
+
+def test_output_is_deterministic_and_independent_of_row_order():
+    df = store()
+    first = render_report(df)
+    assert render_report(df) == first
+    shuffled = df.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    assert not shuffled["run_id"].equals(df["run_id"])
+    assert render_report(shuffled) == first
+    assert render_report(shuffled[list(reversed(df.columns))]) == first
+
+
+def test_write_report_writes_index_and_one_page_per_task(tmp_path):
+    out = tmp_path / "leaderboard"
+    out.mkdir()
+    (out / "plot.png").write_bytes(b"not ours")
+    paths = write_report(store(), out)
+    assert paths == [out / "index.md", out / f"{CLASS_TASK}.md", out / f"{RANDOM_TASK}.md"]
+    pages = render_report(store())
+    for path in paths:
+        assert path.read_text(encoding="utf-8") == pages[path.name]
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in paths] + ["plot.png"])
+    assert (out / "plot.png").read_bytes() == b"not ours"
+    write_report(store(), out)  # overwriting is fine
+    assert (out / "index.md").read_text(encoding="utf-8") == pages["index.md"]
+
+
+def test_index_lists_tasks_with_best_method_counts_and_latest_date():
+    index = render_report(store())["index.md"]
+    header, _, *rows = [[c.strip() for c in ln.strip("|").split(" | ")] for ln in index.splitlines() if ln.startswith("|")]
+    assert [r[0] for r in rows] == [f"[{CLASS_TASK}]({CLASS_TASK}.md)", f"[{RANDOM_TASK}]({RANDOM_TASK}.md)"]
+    cls = dict(zip(header, rows[0]))
+    assert cls["best method"] == f"neggrad ({hand_avg_gap(CLASS_VALUES, 'neggrad'):.3f})"
+    assert cls["methods"] == "2" and cls["seeds"] == "3"
+    assert cls["date"] == "2025-03-04"  # the failed run is the latest row of that task
+    assert cls["ranking metric"] == "avg_gap ↓"
+    assert "task v1" in cls["versions"] and "torch 2.4.0" in cls["versions"]
+    assert cls["devices"] == "cpu"
+    rnd = dict(zip(header, rows[1]))
+    best = min(("finetune", "neggrad"), key=lambda m: hand_avg_gap(RANDOM_VALUES, m))
+    assert rnd["best method"].startswith(best + " (") and rnd["date"] == "2025-01-03"
+
+
+def test_task_header_comes_from_the_registry():
+    from bench.tasks import TASKS
+
+    page = render_report(store())[f"{CLASS_TASK}.md"]
+    task = TASKS.get(CLASS_TASK)
+    assert task.description in page
+    assert f"- **Forget:** {task.forget.describe()}" in page
+    assert f"`{task.arch}`" in page and "- **Task version:** 1" in page
+    assert "- **Devices:** cpu" in page
+
+
+def test_unknown_task_falls_back_to_avg_gap():
+    extra = rows_of("my-private-task", RANDOM_VALUES)
+    pages = render_report(store(extra))
+    page = pages["my-private-task.md"]
+    assert page.splitlines()[0] == GENERATED_HEADER
+    assert "Not a registered task" in page and "- **Ranking metric:** `avg_gap`" in page
+    agg = aggregate(store(extra), "my-private-task")
+    assert list(agg.index[2:]) == sorted(("finetune", "neggrad"), key=lambda m: hand_avg_gap(RANDOM_VALUES, m))
+    assert "[my-private-task](my-private-task.md)" in pages["index.md"]
+
+
+def test_unregistered_metric_is_shown_without_a_gap():
+    extra = [row(CLASS_TASK, m, s, "my_score", 2.0 + s) for m in ("oracle", "finetune") for s in SEEDS]
+    page = render_report(store(extra))[f"{CLASS_TASK}.md"]
+    metrics = table_rows(page, "All metrics")
+    assert "my_score" in metrics[0] and "Δ my_score ↓" not in metrics[0]
+    assert column(metrics, "my_score")[column(metrics, "method").index("finetune")] == "3.000 ± 1.000"
+    assert column(metrics, "my_score")[column(metrics, "method").index("neggrad")] == "n/a"
+
+
+def test_seed_without_oracle_gives_na_and_a_note():
+    df = store()
+    df = df[~((df["task"] == CLASS_TASK) & (df["method"] == "oracle") & (df["seed"] == 2))]
+    agg = aggregate(df, CLASS_TASK)
+    # finetune's gap averages over seeds 0 and 1 only
+    assert agg.loc["finetune", "forget_accuracy_gap"] == pytest.approx(0.1)
+    assert agg.loc["finetune", "avg_gap_seeds"] == 2
+    page = render_report(df)[f"{CLASS_TASK}.md"]
+    assert "Seeds without an oracle run: 2." in page
+
+    no_oracle = df[~((df["task"] == CLASS_TASK) & (df["method"] == "oracle"))]
+    page = render_report(no_oracle)[f"{CLASS_TASK}.md"]
+    summary = table_rows(page, "Summary")
+    assert set(column(summary, "avg_gap")) == {"n/a"} and set(column(summary, "#")[1:]) == {"–"}
+    assert "No oracle run" in page
+
+
+def test_only_the_latest_versions_are_reported():
+    old_method = [row(CLASS_TASK, "finetune", s, "forget_accuracy", 0.9, method_version=0) for s in SEEDS]
+    old_task = [row(CLASS_TASK, "finetune", s, "forget_accuracy", 0.8, task_version=0) for s in SEEDS]
+    df = store(old_method + old_task)
+    agg = aggregate(df, CLASS_TASK)
+    assert agg.loc["finetune", "forget_accuracy_mean"] == pytest.approx(0.2)
+    assert agg.loc["finetune", "method_version"] == 1
+    page = render_report(df)[f"{CLASS_TASK}.md"]
+    assert "3 rows of older task versions (0) were left out." in page
+    assert "3 rows of older versions of `finetune` (0) were left out." in page
+    assert render_report(store()) != render_report(df)
+
+
+def test_a_later_rerun_of_the_same_seed_supersedes_the_earlier_one():
+    rerun = [row(CLASS_TASK, "finetune", 0, m, v, run_id="rerun", timestamp="2025-02-01T00:00:00Z")
+             for m, v in (("forget_accuracy", 0.10), ("retain_accuracy", 0.95),
+                          ("test_accuracy", 0.90), ("mia_efficacy", 0.50))]
+    agg = aggregate(store(rerun), CLASS_TASK)
+    assert agg.loc["finetune", "seeds"] == 3
+    assert agg.loc["finetune", "forget_accuracy_gap"] == pytest.approx(0.2 / 3)
+    assert "rows of runs superseded" in render_report(store(rerun))[f"{CLASS_TASK}.md"]
+
+
+def test_several_hyperparameter_sets_are_separate_entries():
+    extra = [row(CLASS_TASK, "finetune", s, m, v[s] + 0.05, hyperparameters='{"lr": 0.1}')
+             for m, v in CLASS_VALUES["finetune"].items() for s in SEEDS]
+    agg = aggregate(store(extra), CLASS_TASK)
+    assert {"finetune #1", "finetune #2"} <= set(agg.index)
+    hp = table_rows(render_report(store(extra))[f"{CLASS_TASK}.md"], "Hyperparameters")
+    shown = dict(zip(column(hp, "method"), column(hp, "hyperparameters")))
+    assert shown["finetune #1"] == '`{"lr": 0.01}`' and shown["finetune #2"] == '`{"lr": 0.1}`'
+
+
+def test_max_goal_ranking_metric_ranks_descending(monkeypatch):
+    extra = [row(CLASS_TASK, m, s, "nomus", v) for m, v in (("finetune", 0.7), ("neggrad", 0.6), ("oracle", 0.8))
+             for s in SEEDS]
+    monkeypatch.setattr(report, "ranking_metric", lambda task: "nomus")
+    agg = aggregate(store(extra), CLASS_TASK)
+    assert list(agg.index) == ["original", "oracle", "finetune", "neggrad"]
+    summary = table_rows(render_report(store(extra))[f"{CLASS_TASK}.md"], "Summary")
+    assert summary[0][4] == "nomus ↑ (rank)" and column(summary, "nomus")[2] == "0.700 ± 0.000"
+
+
+def test_rows_without_the_store_schema_are_refused():
+    with pytest.raises(ValueError, match="lacks the columns"):
+        render_report(store().drop(columns=["seed"]))
+    bad = store()
+    bad.loc[0, "status"] = "crashed"
+    with pytest.raises(ValueError, match="unknown run status"):
+        render_report(bad)
+
+
+def test_empty_store_gives_an_index_only():
+    pages = render_report(store().iloc[0:0])
+    assert list(pages) == ["index.md"] and "No results yet" in pages["index.md"]
