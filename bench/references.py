@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from bench.data import Split, TaskData, seed_stream
+from bench.datasets import ImageDataset
 from bench.models import Classifier, build_model, state_hash
 from bench.tasks import Task
 from bench.train import train_with_recipe
@@ -55,15 +57,15 @@ def default_cache_dir() -> Path:
     env = os.environ.get("UNLEARNBENCH_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "unlearnbench"
 
-_DATASET_FACTS: dict[int, tuple[str, tuple[float, ...], tuple[float, ...]]] = {}
+_DATASET_FACTS: "weakref.WeakKeyDictionary[ImageDataset, tuple[str, tuple[float, ...], tuple[float, ...]]]" = weakref.WeakKeyDictionary()
 
 def dataset_facts(td: TaskData) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
     """(content hash, channel mean, channel std) of the task's dataset, computed once per process."""
     ds = td.dataset
-    if id(ds) not in _DATASET_FACTS:
+    if ds not in _DATASET_FACTS:
         mean, std = ds.channel_stats()
-        _DATASET_FACTS[id(ds)] = (ds.content_hash(), mean, std)
-    return _DATASET_FACTS[id(ds)]
+        _DATASET_FACTS[ds] = (ds.content_hash(), mean, std)
+    return _DATASET_FACTS[ds]
 
 def model_factory(td: TaskData) -> Callable[[], Classifier]:
     """A function building the task's architecture with the seed's initial weights."""

@@ -134,7 +134,7 @@ def coerce(method: str, key: str, value: Any, default: Any) -> Any:
     try:
         converted = kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{method}: {key} must be a {kind.__name__}, got {value!r}") from None
+        raise ValueError(f"{method}: {key} must be of type {kind.__name__}, got {value!r}") from None
     if kind is int and isinstance(value, str) and str(converted) != value.strip():
         raise ValueError(f"{method}: {key} must be an integer, got {value!r}")
     return converted

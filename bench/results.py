@@ -55,12 +55,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=repr)
 
 
-def make_run_id(task_identity: dict, task_version: int, method: str, method_version: int, hyperparameters: dict, seed: int) -> str:
+def make_run_id(task_identity: dict, task_version: int, method: str, method_version: int, hyperparameters: dict, seed: int,
+                *, device_type: str = "cpu") -> str:
     """sha256 (20 hex) of the task (its full definition and version), the method and its version,
-    the resolved hyperparameters and the seed."""
+    the resolved hyperparameters, the seed and the device type (CPU and CUDA numbers differ)."""
     blob = canonical_json({
         "task": task_identity, "task_version": task_version, "method": method,
         "method_version": method_version, "hyperparameters": hyperparameters, "seed": seed,
+        "device_type": device_type,
     })
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

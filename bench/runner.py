@@ -29,7 +29,7 @@ from bench.datasets import load_dataset
 from bench.data import Split, TaskData, build_task_data, method_view, seed_stream, surrogate_split
 from bench.metrics import Evaluation, SplitLogits, compute_metrics
 from bench.models import state_hash
-from bench.references import REFERENCE_VERSION, References, default_cache_dir, get_references, model_factory
+from bench.references import REFERENCE_VERSION, References, default_cache_dir, get_references, model_factory, reference_key
 from bench.registry import MethodSpec, get_method, list_methods
 from bench.results import canonical_json, make_run_id, rows_for_run, stored_runs, write_run
 from bench.tasks import Task, get_suite, get_task
@@ -48,11 +48,12 @@ class RunSpec:
     method_version: int
     hyperparameters: str  # canonical JSON of the resolved hyperparameters
     seed: int
+    device_type: str = "cpu"
 
     @property
     def run_id(self) -> str:
         return make_run_id(self.task.identity(), self.task.version, self.method, self.method_version,
-                           json.loads(self.hyperparameters), self.seed)
+                           json.loads(self.hyperparameters), self.seed, device_type=self.device_type)
 
     @property
     def hp(self) -> dict[str, Any]:
@@ -65,19 +66,49 @@ class Plan:
     not_applicable: tuple[tuple[str, str, str], ...]  # (task, method, reason)
 
 
-def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequence[int], overrides: dict[str, Any] | None = None) -> Plan:
+def overrides_for(spec: MethodSpec, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that concern ``spec``: ``name=value`` for every method having ``name``, and
+    ``method.name=value`` for that method only."""
+    out = {}
+    for key, value in overrides.items():
+        method_name, dot, name = key.rpartition(".")
+        if dot and method_name == spec.name:
+            out[name] = value
+        elif not dot and key in spec.defaults:
+            out[key] = value
+    return out
+
+
+def check_overrides(specs: Sequence[MethodSpec], overrides: dict[str, Any], task_name: str) -> None:
+    """Every override must concern some planned method, with a valid value (errors before any work)."""
+    if len(specs) == 1:
+        specs[0].resolve(task_name, {k.removeprefix(f"{specs[0].name}."): v for k, v in overrides.items()})
+        return
+    for key in overrides:
+        if not any(overrides_for(spec, {key: None}) for spec in specs):
+            valid = sorted({f"{s.name}.{k}" for s in specs for k in s.defaults})
+            raise ValueError(f"--hp {key}: no planned method has this hyperparameter; scope it as METHOD.NAME, "
+                             f"one of: {', '.join(valid) or '(none)'}")
+    for spec in specs:
+        spec.resolve(task_name, overrides_for(spec, overrides))
+
+
+def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequence[int], overrides: dict[str, Any] | None = None,
+              device_type: str = "cpu") -> Plan:
     """Resolve names and hyperparameters for every task × method × seed (errors before any work).
 
-    A method whose paper setting does not cover a task's forget rule (e.g. a class-removal-only
-    method on random forgetting) is listed as not applicable, with the reason, rather than run.
+    ``overrides`` (``--hp``): ``name=value`` applies to every planned method with that
+    hyperparameter, ``method.name=value`` to one method. A method whose paper setting does not
+    cover a task's forget rule (e.g. a class-removal-only method on random forgetting) is listed as
+    not applicable, with the reason, rather than run.
     """
     if not seeds:
         raise ValueError("no seeds given")
     task_objs = [get_task(t) for t in tasks]
     specs = [get_method(m) for m in methods]
+    overrides = dict(overrides or {})
     if overrides:
-        for spec in specs:
-            spec.resolve(task_objs[0].name if task_objs else "", overrides)  # fail early on a bad --hp
+        check_overrides(specs, overrides, task_objs[0].name if task_objs else "")
     runs, skipped = [], []
     for task in task_objs:
         for spec in specs:
@@ -87,9 +118,9 @@ def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequen
             if "surrogate" in spec.uses and task.surrogate is None:
                 skipped.append((task.name, spec.name, f"{spec.name} needs surrogate data and {task.name} names none"))
                 continue
-            hp = spec.resolve(task.name, overrides)
+            hp = spec.resolve(task.name, overrides_for(spec, overrides))
             for seed in seeds:
-                runs.append(RunSpec(task, spec.name, spec.version, canonical_json(hp), int(seed)))
+                runs.append(RunSpec(task, spec.name, spec.version, canonical_json(hp), int(seed), device_type))
     return Plan(tuple(runs), tuple(skipped))
 
 
@@ -148,8 +179,8 @@ def failed_row(common: dict[str, Any], err: BaseException) -> dict[str, Any]:
     return common | {"status": "failed", "error": f"{type(err).__name__}: {err}\n{text}", "metric": "", "value": float("nan"), "n": 0}
 
 
-def oracle_run_id(task: Task, seed: int) -> str:
-    return make_run_id(task.identity(), task.version, ORACLE, REFERENCE_VERSION, {}, seed)
+def oracle_run_id(task: Task, seed: int, device_type: str = "cpu") -> str:
+    return make_run_id(task.identity(), task.version, ORACLE, REFERENCE_VERSION, {}, seed, device_type=device_type)
 
 
 def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, oracle_forget: SplitLogits, device: torch.device, surrogate: Split | None = None) -> list[dict]:
@@ -180,7 +211,7 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
 
 
 def oracle_rows(task: Task, td: TaskData, refs: References, oracle_logits: dict[str, SplitLogits], device: torch.device) -> list[dict]:
-    run_id = oracle_run_id(task, td.seed)
+    run_id = oracle_run_id(task, td.seed, device.type)
     common = common_fields(task, ORACLE, REFERENCE_VERSION, "{}", "retain", td.seed, run_id, td.split_hash, device)
     common["reference_key"] = refs.oracle.key
     common["model_hash"] = state_hash(refs.oracle.model)
@@ -191,6 +222,73 @@ def oracle_rows(task: Task, td: TaskData, refs: References, oracle_logits: dict[
         oracle_seconds=refs.oracle.train_seconds,
     )
     return rows_for_run(common, [(k, v, n) for k, (v, n) in compute_metrics(ev).items()])
+
+@dataclass(frozen=True)
+class GroupEstimate:
+    """Estimated seconds of one (task, seed) group: references to train, method runs, evaluation."""
+
+    references: float
+    runs: dict[str, float]  # run_id → seconds (method + evaluation)
+
+    @property
+    def total(self) -> float:
+        return self.references + sum(self.runs.values())
+
+
+def probe_images_per_second(td: TaskData, device: torch.device) -> float:
+    """Training throughput of the task's architecture: 3 timed steps (after one warm-up step) on
+    random images of the task's shape and recipe batch size."""
+    from bench.train import make_optimizer
+
+    recipe = td.task.recipe
+    model = model_factory(td)().to(device).train()
+    opt = make_optimizer(model.parameters(), optimizer=recipe.optimizer, lr=recipe.lr)
+    x = torch.rand(recipe.batch_size, *td.dataset.image_shape, device=device)
+    y = torch.randint(td.dataset.num_classes, (recipe.batch_size,), device=device)
+    for step in range(4):
+        if step == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 3 * recipe.batch_size / max(time.perf_counter() - start, 1e-9)
+
+
+def estimate_group(td: TaskData, runs: Sequence[RunSpec], *, refs_cached: tuple[bool, bool], ips: float,
+                   known: dict[tuple[str, str], float]) -> GroupEstimate:
+    """Seconds for a group: reference training = epochs · |split| / throughput; a method run = its
+    median stored runtime on this task when known (else ``retrain`` = the oracle's training, and a
+    quarter of it for any other method, a rough prior); evaluation = one forward pass over every
+    split (a third of a training step per image) plus a second for the attacks."""
+    epochs = td.task.recipe.epochs
+    original = 0.0 if refs_cached[0] else epochs * len(td.train) / ips
+    oracle = epochs * len(td.retain) / ips
+    evaluation = (len(td.forget) + len(td.retain) + len(td.test)) / (3 * ips) + 1.0
+    per_run = {}
+    for r in runs:
+        prior = oracle if r.method == "retrain" else 0.25 * oracle
+        per_run[r.run_id] = known.get((r.task.name, r.method), prior) + evaluation
+    return GroupEstimate(references=original + (0.0 if refs_cached[1] else oracle), runs=per_run)
+
+
+def known_runtimes(results_dir: Path) -> dict[tuple[str, str], float]:
+    """Median stored runtime_seconds per (task, method), read from the store's completed runs."""
+    if not results_dir.is_dir() or not any(results_dir.rglob("*.parquet")):
+        return {}
+    from bench.results import read_store
+
+    df = read_store(results_dir)
+    df = df[(df["metric"] == "runtime_seconds") & (df["status"] == "ok")]
+    return {k: float(v) for k, v in df.groupby(["task", "method"])["value"].median().items()}
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def run(
@@ -226,7 +324,7 @@ def run(
     cache_dir = Path(cache) if cache else default_cache_dir()
     results_dir = Path(results)
 
-    plan = make_plan(task_list, method_list, seeds, hp)
+    plan = make_plan(task_list, method_list, seeds, hp, dev.type)
     for task in {r.task.dataset for r in plan.runs}:
         load_dataset(task, data_root)  # missing data fails here, loudly, before any work
     for task_name, method_name, reason in plan.not_applicable:
@@ -236,33 +334,56 @@ def run(
     groups: dict[tuple[str, int], list[RunSpec]] = {}
     for r in todo:
         groups.setdefault((r.task.name, r.seed), []).append(r)
-    oracle_missing = {(r.task.name, r.seed) for r in plan.runs if stored.get(oracle_run_id(r.task, r.seed)) != "ok"}
-    for key in oracle_missing:
-        groups.setdefault(key, [])
-    task_by_name = {get_task(t).name: get_task(t) for t in task_list}
+    for r in plan.runs:  # a group whose runs are all stored may still lack its oracle row
+        if stored.get(oracle_run_id(r.task, r.seed, dev.type)) != "ok":
+            groups.setdefault((r.task.name, r.seed), [])
+    task_by_name = {r.task.name: r.task for r in plan.runs}
+    data_root_str = str(data_root) if data_root else None
+
+    estimates: dict[tuple[str, int], GroupEstimate] = {}
+    if groups:
+        known = known_runtimes(results_dir)
+        throughput: dict[str, float] = {}
+        for (task_name, seed), runs in groups.items():
+            td = build_task_data(task_by_name[task_name], seed, data_root_str)
+            if task_name not in throughput:
+                throughput[task_name] = probe_images_per_second(td, dev)
+            cached = tuple((cache_dir / f"{reference_key(k, td, dev)}.safetensors").exists() for k in ("original", "oracle"))
+            estimates[(task_name, seed)] = estimate_group(td, runs, refs_cached=cached, ips=throughput[task_name], known=known)
+    total = sum(e.total for e in estimates.values())
+    n_refs = sum(1 for e in estimates.values() if e.references > 0)
+    print(f"plan: {len(plan.runs)} run(s), {len(plan.runs) - len(todo)} already stored, {len(todo)} to do"
+          + (f"; references to train for {n_refs} task/seed group(s)" if n_refs else "")
+          + (f"; estimated {format_seconds(total)} on {dev}" if todo or n_refs else ""), file=sys.stderr)
 
     written: list[dict] = []
-    bar = tqdm(total=len(todo), unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    bar.set_description(f"{len(plan.runs) - len(todo)} stored, {len(todo)} to do")
+    # The bar advances by each finished unit's *estimated* seconds, so its fraction is the share of
+    # the estimated work done and tqdm's rate turns what is left into an honest time remaining.
+    bar = tqdm(total=total, unit="s(est)", disable=not progress or not groups, dynamic_ncols=True,
+               file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}")
+    done = 0
     try:
         for (task_name, seed), runs in groups.items():
-            task = task_by_name[task_name]
+            task, est = task_by_name[task_name], estimates[(task_name, seed)]
+            bar.set_postfix_str(f"runs {done}/{len(todo)}")
             try:
-                td = build_task_data(task, seed, str(data_root) if data_root else None)
+                td = build_task_data(task, seed, data_root_str)
                 refs = get_references(td, device=dev, cache_dir=cache_dir,
                                       on_train=lambda kind: bar.set_description(f"{task_name} s{seed}: training {kind}"))
                 oracle_logits = logits_of(refs.oracle.model, td, dev)
                 needs_surrogate = any("surrogate" in get_method(r.method).uses for r in runs)
-                surrogate = surrogate_split(td, str(data_root) if data_root else None) if needs_surrogate else None
+                surrogate = surrogate_split(td, data_root_str) if needs_surrogate else None
             except Exception as err:  # noqa: BLE001 - the group fails as a whole, the suite goes on
                 for r in runs:
                     spec = get_method(r.method)
                     common = common_fields(task, r.method, r.method_version, r.hyperparameters, ",".join(spec.uses) or "none", r.seed, r.run_id, "", dev)
                     written += write_rows([failed_row(common, err)], results_dir, force)
-                    bar.update(1)
-                print(f"error: references for {task_name} seed {seed} failed: {err}", file=sys.stderr)
+                bar.write(f"error: references for {task_name} seed {seed} failed: {err}")
+                bar.update(est.total)
+                done += len(runs)
                 continue
-            if (task_name, seed) in oracle_missing or force:
+            bar.update(est.references)
+            if stored.get(oracle_run_id(task, seed, dev.type)) != "ok" or force:
                 written += write_rows(oracle_rows(task, td, refs, oracle_logits, dev), results_dir, True)
             for r in runs:
                 bar.set_description(f"{task_name} · {r.method} · seed {seed}")
@@ -270,7 +391,9 @@ def run(
                 written += write_rows(rows, results_dir, force)
                 if rows[0]["status"] != "ok":
                     bar.write(f"failed: {task_name} {r.method} seed {seed}: {rows[0]['error'].splitlines()[0]}")
-                bar.update(1)
+                done += 1
+                bar.set_postfix_str(f"runs {done}/{len(todo)}")
+                bar.update(est.runs[r.run_id])
     finally:
         bar.close()
     if leaderboard is not None:

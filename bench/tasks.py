@@ -107,9 +107,9 @@ def list_tasks() -> list[str]:
 
 def get_suite(name: str) -> tuple[str, ...]:
     if name not in SUITES:
-        from bench.registry import unknown_message
+        from bench.registry import UnknownName, unknown_message
 
-        raise KeyError(unknown_message("suite", name, list(SUITES)))
+        raise UnknownName(unknown_message("suite", name, list(SUITES)))
     return SUITES[name]
 
 
