@@ -36,6 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         split_names(task), split_names(method), args.seeds, suite=args.suite,
         hp=parse_hp(args.hp), device=args.device, results=args.results, leaderboard=args.out,
         cache=args.cache, data_root=args.data_root, force=args.force, progress=not args.no_progress,
+        executor=args.executor, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
     )
     runs = {r["run_id"]: r["status"] for r in rows}
     failed = sum(1 for s in runs.values() if s != "ok")
@@ -80,8 +82,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
     from bench.results import read_store
 
+    if args.check:  # regenerate in memory, compare with the files on disk, write nothing
+        from bench.check import format_leaderboard_diff, leaderboard_diff
+
+        diffs = leaderboard_diff(read_store(args.results), args.out)
+        print(format_leaderboard_diff(diffs, args.results, args.out), file=sys.stderr if diffs else sys.stdout)
+        return 1 if diffs else 0
     paths = write_report(read_store(args.results), args.out)
     print(f"wrote {len(paths)} file(s); index: {(Path(args.out) / 'index.md').resolve()}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`bench check`: re-run a suite and compare every metric with a baseline (see bench/check.py)."""
+    from bench.check import check, parse_tolerances
+
+    result = check(
+        args.baseline, split_names(args.tasks), split_names(args.methods), args.seeds,
+        tolerances=parse_tolerances(args.tolerance), hp=parse_hp(args.hp), results=args.results,
+        cache=args.cache, data_root=args.data_root, device=args.device, suite=args.suite,
+    )
+    print(result.format(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    """`bench perf`: the harness against the machine's limit and the reference pipelines (see bench/perf.py)."""
+    from bench.perf import format_table, output_path, run_perf, write_table
+
+    rerun = None if args.rerun == "none" else args.rerun
+    df = run_perf(
+        args.task, device=args.device, threads=args.threads, workers=args.workers, steps=args.steps,
+        repeats=args.repeats, method=args.method, rerun=rerun, rerun_methods=split_names(args.rerun_methods),
+        rerun_seeds=args.rerun_seeds, results=args.results, cache=args.cache, data_root=args.data_root,
+        progress=lambda msg: print(f"bench perf: {msg}", file=sys.stderr),
+    )
+    print(format_table(df))
+    path = write_table(df, output_path(args.out, args.results, str(df["timestamp"].iloc[0])))
+    print(f"perf table: {path.resolve()}")
     return 0
 
 
@@ -104,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where dataset files live")
     p.add_argument("--force", action="store_true", help="redo runs that are already stored")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--executor", choices=["local", "processes", "ray"], default="local",
+                   help="local: in this process (default); processes: a local pool of --jobs workers; "
+                        "ray: Ray tasks on --address (or a local Ray)")
+    p.add_argument("--jobs", type=int, default=2, help="workers of --executor processes (default 2)")
+    p.add_argument("--address", default=None, help="Ray cluster address for --executor ray (default: start a local Ray)")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs each Ray task asks for (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs each Ray task asks for (default 0)")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, methods or metrics")
@@ -113,7 +158,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write the leaderboard markdown from the results store")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="leaderboard")
+    p.add_argument("--check", action="store_true", help="write nothing: regenerate in memory and exit 1 with a diff "
+                   "when --out is stale, edited by hand, or lacks or has extra generated files")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("check", help="re-run a suite and compare every metric with a baseline (regression check)",
+                       description="Re-runs the digits suite (or --tasks/--methods/--seeds) into a temporary results "
+                       "folder and compares every metric with the baseline per task, method and seed: exact by "
+                       "default (CPU runs are deterministic), --tolerance METRIC=ABS to loosen one; runtime_seconds "
+                       "and speedup are timings and never compared. Exits 1 listing what moved, by how much, and the "
+                       "likely cause (versions, hyperparameters).")
+    p.add_argument("--baseline", required=True, help="results directory (e.g. results/) or a .parquet file of result rows")
+    p.add_argument("--tasks", default=None, help="comma-separated task names (default: the --suite)")
+    p.add_argument("--methods", default=None, help="comma-separated method names (default: every registered method)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--suite", default="quick", help="suite re-run when --tasks is not given (default quick: digits)")
+    p.add_argument("--tolerance", nargs="*", default=[], metavar="METRIC=ABS",
+                   help="absolute tolerance of a metric (default: exact for every metric)")
+    p.add_argument("--hp", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides for the re-run")
+    p.add_argument("--results", default=None, help="where the re-run's results go (default: a temporary folder)")
+    p.add_argument("--cache", default=None, help="reference-model cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
+    p.add_argument("--data-root", default=None, help="where dataset files live")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu; the published baseline is CPU)")
+    p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("perf", help="measure the harness against the machine's limit and the reference pipelines",
+                       description="Throughput of model-only training (the limit), of the harness's training and "
+                       "evaluation, and of a torchvision Dataset+DataLoader pipeline; the overhead share and peak memory "
+                       "of one method run; the wall time of a fully cached re-run. Prints a table and writes it as "
+                       "Parquet (default: perf/ beside the results directory).")
+    p.add_argument("--task", nargs="+", default=["digits-cnn-class", "fmnist-lenet-class"], help="task name(s)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu); AMP on CUDA where the task's recipe allows")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the reference pipeline, besides 0 "
+                   "(default: the CPU count)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per measure (default: one epoch of the task)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the fastest is kept (default 3)")
+    p.add_argument("--method", default="finetune", help="the method whose run's overhead share is measured")
+    p.add_argument("--rerun", default="quick", help="suite or comma-separated tasks for the cached re-run, or none")
+    p.add_argument("--rerun-methods", default=None, help="methods of the cached re-run, comma-separated (default: those "
+                   "stored completely in --results, else original,finetune)")
+    p.add_argument("--rerun-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--results", default="results", help="results directory (read only: copied for the re-run)")
+    p.add_argument("--cache", default=None, help="reference-model cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
+    p.add_argument("--data-root", default=None, help="where dataset files live")
+    p.add_argument("--out", default=None, help="a .parquet file, or a folder for perf-<time>.parquet "
+                   "(default: perf/ beside --results)")
+    p.set_defaults(fn=cmd_perf)
     return parser
 
 

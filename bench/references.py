@@ -14,6 +14,8 @@ rebuilt, with a message on stderr naming it.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +25,7 @@ import time
 import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -39,6 +41,7 @@ from bench.train import train_with_recipe
 REFERENCE_VERSION = 1
 CACHE_FORMAT = "unlearnbench-reference/1"
 
+
 @dataclass(frozen=True, eq=False)
 class Reference:
     model: Classifier
@@ -47,17 +50,21 @@ class Reference:
     device: str
     trained_now: bool
 
+
 @dataclass(frozen=True, eq=False)
 class References:
     original: Reference
     oracle: Reference
+
 
 def default_cache_dir() -> Path:
     """``$UNLEARNBENCH_CACHE``, else ``~/.cache/unlearnbench``."""
     env = os.environ.get("UNLEARNBENCH_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "unlearnbench"
 
+
 _DATASET_FACTS: "weakref.WeakKeyDictionary[ImageDataset, tuple[str, tuple[float, ...], tuple[float, ...]]]" = weakref.WeakKeyDictionary()
+
 
 def dataset_facts(td: TaskData) -> tuple[str, tuple[float, ...], tuple[float, ...]]:
     """(content hash, channel mean, channel std) of the task's dataset, computed once per process."""
@@ -66,6 +73,7 @@ def dataset_facts(td: TaskData) -> tuple[str, tuple[float, ...], tuple[float, ..
         mean, std = ds.channel_stats()
         _DATASET_FACTS[ds] = (ds.content_hash(), mean, std)
     return _DATASET_FACTS[ds]
+
 
 def model_factory(td: TaskData) -> Callable[[], Classifier]:
     """A function building the task's architecture with the seed's initial weights."""
@@ -79,6 +87,7 @@ def model_factory(td: TaskData) -> Callable[[], Classifier]:
         )
 
     return init
+
 
 def reference_key(kind: str, td: TaskData, device: torch.device) -> str:
     """Content hash of everything that defines a reference model.
@@ -106,12 +115,14 @@ def reference_key(kind: str, td: TaskData, device: torch.device) -> str:
     blob = json.dumps(parts, sort_keys=True).encode()
     return f"{kind}-{hashlib.sha256(blob).hexdigest()[:20]}"
 
+
 def get_references(td: TaskData, *, device: torch.device, cache_dir: Path, on_train: Callable[[str], None] | None = None) -> References:
     """The task's original and oracle for this seed, from the cache or trained now."""
     init = model_factory(td)
     original = load_or_train("original", td, td.train, init, device=device, cache_dir=cache_dir, on_train=on_train)
     oracle = load_or_train("oracle", td, td.retain, init, device=device, cache_dir=cache_dir, on_train=on_train)
     return References(original=original, oracle=oracle)
+
 
 def load_or_train(
     kind: str,
@@ -123,27 +134,48 @@ def load_or_train(
     cache_dir: Path,
     on_train: Callable[[str], None] | None = None,
 ) -> Reference:
+    """The cached reference ``kind``, or train and cache it.
+
+    An exclusive lock on the cache entry (``<key>.lock``, ``fcntl.flock``) is held while checking
+    and training, so concurrent workers on one machine never build the same reference twice: the
+    second waits, then loads what the first wrote.
+    """
     key = reference_key(kind, td, device)
     path = Path(cache_dir) / f"{key}.safetensors"
-    if path.exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with entry_lock(path):
+        if path.exists():
+            model = init()
+            try:
+                seconds, trained_on = load_checkpoint(path, model, expected_key=key)
+                return Reference(model.to(device), key, seconds, trained_on, trained_now=False)
+            except CorruptCheckpoint as err:
+                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+                os.replace(path, aside)
+                print(f"unlearnbench: cached {kind} {path} is unusable ({err}); moved to {aside.name} and retraining",
+                      file=sys.stderr)
+        if on_train is not None:
+            on_train(kind)
         model = init()
+        log = train_with_recipe(model, split, td.task.recipe, seed=td.seed, device=device, purpose="reference")
+        save_checkpoint(path, model, key=key, seconds=log.seconds, device=str(device), task=td.task.name)
+        return Reference(model, key, log.seconds, str(device), trained_now=True)
+
+
+@contextlib.contextmanager
+def entry_lock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on one cache entry (a sibling ``.lock`` file)."""
+    with open(path.with_name(path.name + ".lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            seconds, trained_on = load_checkpoint(path, model, expected_key=key)
-            return Reference(model.to(device), key, seconds, trained_on, trained_now=False)
-        except CorruptCheckpoint as err:
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            os.replace(path, aside)
-            print(f"unlearnbench: cached {kind} {path} is unusable ({err}); moved to {aside.name} and retraining",
-                  file=sys.stderr)
-    if on_train is not None:
-        on_train(kind)
-    model = init()
-    log = train_with_recipe(model, split, td.task.recipe, seed=td.seed, device=device, purpose="reference")
-    save_checkpoint(path, model, key=key, seconds=log.seconds, device=str(device), task=td.task.name)
-    return Reference(model, key, log.seconds, str(device), trained_now=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 class CorruptCheckpoint(ValueError):
     """A checkpoint that cannot be read, or does not match what it claims to be."""
+
 
 def save_checkpoint(path: Path, model: Classifier, *, key: str, seconds: float, device: str, task: str) -> None:
     """Write ``model``'s weights as safetensors atomically (temporary file, then rename)."""
@@ -166,6 +198,7 @@ def save_checkpoint(path: Path, model: Classifier, *, key: str, seconds: float, 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
 
 def load_checkpoint(path: Path, model: Classifier, *, expected_key: str | None = None) -> tuple[float, str]:
     """Load safetensors weights into ``model`` and verify them; returns (train seconds, device).

@@ -212,8 +212,11 @@ def list_methods() -> list[str]:
 
 
 def load_methods() -> None:
-    """Import every module of :mod:`bench.methods`, which registers the bundled methods."""
+    """Import every module of :mod:`bench.methods`, which registers the bundled methods, then the
+    modules named in ``$UNLEARNBENCH_PLUGINS`` (comma-separated import paths): methods outside the
+    package register the same way, and worker processes import them too."""
     import importlib
+    import os
     import pkgutil
 
     import bench.methods as package
@@ -221,3 +224,8 @@ def load_methods() -> None:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"bench.methods.{info.name}")
+    for module in filter(None, (m.strip() for m in os.environ.get("UNLEARNBENCH_PLUGINS", "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ImportError(f"UNLEARNBENCH_PLUGINS names {module!r}, which cannot be imported: {err}") from err

@@ -24,6 +24,23 @@ method version (older rows are left out and counted in a note):
 When one seed has several ok runs of the same entry (a rerun after a package upgrade, say), the
 run with the latest timestamp counts and the others are noted as superseded. A failed run whose
 run id also has ok rows was retried successfully and is not listed as failed.
+
+Uncertainty, with n the number of seeds and s the sample standard deviation of the per-seed values
+(of a gap, a composite score or a metric):
+
+* 95% confidence interval of a mean over seeds (Student t, n − 1 degrees of freedom):
+  mean ± h, h = t_{0.975, n−1} · s / √n (n/a for one seed);
+* "within noise": two adjacent ranked entries a (above) and b are within noise when a two-sided
+  paired t-test over the seeds S both have, on the per-seed values r_s of the ranking metric,
+  does not reject equality at α = 0.05: d_s = r_{a,s} − r_{b,s}, t = mean(d) / (sd(d) / √|S|),
+  p = 2 · (1 − F_{t, |S|−1}(|t|)); within noise when p ≥ 0.05, or when |S| < 2 (untestable). With
+  sd(d) = 0, p = 1 when mean(d) = 0 and p = 0 otherwise. Pairing by seed removes the variation the
+  two entries share (same split, same original, same oracle).
+
+Besides the markdown, the reporter draws two SVG plots per task (matplotlib, deterministic bytes):
+forgetting (gap to the oracle on forget accuracy; on MIA-efficacy for random forgetting) against
+utility (test accuracy), and each method's runtime against the oracle's training time. Numbers
+that papers publish for a task's setting (:mod:`bench.claims`) are shown beside ours, labelled.
 """
 from __future__ import annotations
 
@@ -32,10 +49,13 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from bench.claims import Claim, claims_for
 from bench.metrics import COMPOSITES, METRICS
 from bench.tasks import TASKS, Task
 
@@ -63,6 +83,12 @@ COLUMNS: tuple[str, ...] = (
     "package_version", "torch_version", "git_commit", "device", "timestamp", "status", "error",
 )
 STATUSES: tuple[str, ...] = ("ok", "failed")
+
+#: Confidence level of the intervals over seeds, and the level of the paired test between ranks.
+CONFIDENCE = 0.95
+NOISE_ALPHA = 0.05
+#: Sub-folder of the leaderboard that holds the generated plots (every ``*.svg`` in it is generated).
+PLOTS_DIR = "plots"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +268,43 @@ def seed_stats(series: pd.Series) -> tuple[float, float, int]:
     return mean, std, len(v)
 
 
+def ci_half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the Student-t confidence interval of a mean over n seeds:
+    h = t_{(1+c)/2, n−1} · s / √n (``scipy.stats.t.ppf``); NaN for n < 2 or a NaN std."""
+    if n < 2 or math.isnan(std):
+        return math.nan
+    return float(stats.t.ppf(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n))
+
+
+def paired_t_test(a: pd.Series, b: pd.Series) -> tuple[float, int]:
+    """Two-sided paired t-test of equal means over the seeds both series have (finite values):
+    d_s = a_s − b_s, t = mean(d) / (sd(d) / √n), p = 2 · (1 − F_{t, n−1}(|t|)).
+
+    Returns (p, n); p is NaN when n < 2 (untestable). With sd(d) = 0 the test is degenerate: p = 1
+    when mean(d) = 0 (identical) and p = 0 otherwise (the same difference on every seed)."""
+    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
+    joined = joined[np.isfinite(joined["a"].to_numpy(float)) & np.isfinite(joined["b"].to_numpy(float))]
+    d = (joined["a"] - joined["b"]).to_numpy(dtype="float64")
+    n = len(d)
+    if n < 2:
+        return math.nan, n
+    mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
+    if sd == 0.0:
+        return (1.0 if mean == 0.0 else 0.0), n
+    t = mean / (sd / math.sqrt(n))
+    return float(2.0 * stats.t.sf(abs(t), n - 1)), n
+
+
+def per_seed_ranking(values: pd.DataFrame, gaps: pd.DataFrame, rank_by: str) -> pd.Series:
+    """The per-(entry, seed) values of the ranking metric: the per-seed composite or gap for a
+    composite or oracle-goal metric, else the stored value."""
+    if rank_by in gaps.columns:
+        return gaps[rank_by]
+    if rank_by in values.columns:
+        return values[rank_by]
+    return pd.Series(math.nan, index=values.index)
+
+
 def ranking_metric(task: str) -> str:
     """The task's ranking metric (``avg_gap`` for a task not in the registry)."""
     return TASKS.get(task).primary_metric if task in TASKS else DEFAULT_RANKING_METRIC
@@ -254,8 +317,13 @@ def aggregate(df: pd.DataFrame, task: str) -> pd.DataFrame:
     Columns: ``method``, ``method_version``, ``reference`` (bool), ``rank`` (1-based; <NA> for
     references and entries without a ranking value), ``seeds``, ``data_used``, ``surrogate``,
     ``hyperparameters``, ``ranking_value``; per stored metric m: ``m_mean``, ``m_std``,
-    ``m_seeds``; per oracle-goal metric and per composite score c: ``m_gap`` (mean over seeds of
-    |v_s − o_s|), ``m_gap_std``, ``m_gap_seeds``; ``c_mean``, ``c_std``, ``c_seeds``.
+    ``m_seeds``, ``m_ci``; per oracle-goal metric and per composite score c: ``m_gap`` (mean over
+    seeds of |v_s − o_s|), ``m_gap_std``, ``m_gap_seeds``, ``m_gap_ci``; ``c_mean``, ``c_std``,
+    ``c_seeds``, ``c_ci``. ``*_ci`` is the half-width of the 95% confidence interval of the mean
+    (:func:`ci_half_width`); ``ranking_ci`` that of ``ranking_value``. Between adjacent ranked
+    entries: ``p_vs_above`` and ``seeds_vs_above`` (:func:`paired_t_test` on the per-seed ranking
+    values against the entry ranked just above) and ``within_noise`` (p ≥ 0.05 or untestable;
+    <NA> for references, rank 1 and unranked entries).
     """
     return summarize(select_task_rows(check_rows(df), task))
 
@@ -286,18 +354,22 @@ def summarize(selected: TaskRows) -> pd.DataFrame:
             "hyperparameters": tuple(sorted(set(rows["hyperparameters"]))),
         }
         for m in metrics:
-            record[f"{m}_mean"], record[f"{m}_std"], record[f"{m}_seeds"] = seed_stats(values.loc[entry, m])
+            mean, std, n = seed_stats(values.loc[entry, m])
+            record[f"{m}_mean"], record[f"{m}_std"], record[f"{m}_seeds"] = mean, std, n
+            record[f"{m}_ci"] = ci_half_width(std, n)
         for g in gaps.columns:
+            mean, std, n = seed_stats(gaps.loc[entry, g])
             if g in COMPOSITE_NAMES:
-                record[f"{g}_mean"], record[f"{g}_std"], record[f"{g}_seeds"] = seed_stats(gaps.loc[entry, g])
+                names = (f"{g}_mean", f"{g}_std", f"{g}_seeds", f"{g}_ci")
             else:
-                record[f"{g}_gap"], record[f"{g}_gap_std"], record[f"{g}_gap_seeds"] = seed_stats(gaps.loc[entry, g])
-        if rank_by in COMPOSITE_NAMES:
-            record["ranking_value"] = record[f"{rank_by}_mean"]
-        elif rank_goal == "oracle":
-            record["ranking_value"] = record.get(f"{rank_by}_gap", math.nan)
+                names = (f"{g}_gap", f"{g}_gap_std", f"{g}_gap_seeds", f"{g}_gap_ci")
+            record.update(zip(names, (mean, std, n, ci_half_width(std, n))))
+        if rank_goal == "oracle" and rank_by not in COMPOSITE_NAMES:  # ranked by the gap to the oracle
+            value_key, ci_key = f"{rank_by}_gap", f"{rank_by}_gap_ci"
         else:
-            record["ranking_value"] = record.get(f"{rank_by}_mean", math.nan)
+            value_key, ci_key = f"{rank_by}_mean", f"{rank_by}_ci"
+        record["ranking_value"] = record.get(value_key, math.nan)
+        record["ranking_ci"] = record.get(ci_key, math.nan)
         records.append(record)
 
     sign = -1.0 if rank_goal == "max" else 1.0  # "min" and "oracle" (a gap) rank ascending
@@ -309,15 +381,24 @@ def summarize(selected: TaskRows) -> pd.DataFrame:
         return (1, int(math.isnan(value)), 0.0 if math.isnan(value) else sign * value, rec["entry"])
 
     records.sort(key=order)
+    per_seed = per_seed_ranking(values, gaps, rank_by)
     rank = 0
+    above: str | None = None
     for rec in records:
+        rec["p_vs_above"], rec["seeds_vs_above"], rec["within_noise"] = math.nan, 0, pd.NA
         if rec["reference"] or math.isnan(float(rec["ranking_value"])):
             rec["rank"] = pd.NA
-        else:
-            rank += 1
-            rec["rank"] = rank
+            continue
+        rank += 1
+        rec["rank"] = rank
+        if above is not None:
+            p, n = paired_t_test(per_seed.xs(above, level="entry"), per_seed.xs(rec["entry"], level="entry"))
+            rec["p_vs_above"], rec["seeds_vs_above"] = p, n
+            rec["within_noise"] = bool(math.isnan(p) or p >= NOISE_ALPHA)
+        above = rec["entry"]
     table = pd.DataFrame.from_records(records).set_index("entry")
     table["rank"] = table["rank"].astype("Int64")
+    table["within_noise"] = table["within_noise"].astype("boolean")
     return table
 
 
@@ -350,8 +431,27 @@ def mean_std(metric: str, mean: float, std: float) -> str:
     return head if math.isnan(std) else f"{head} ± {fixed(std, d)}"
 
 
-def gap_cell(metric: str, gap: float) -> str:
-    return "n/a" if math.isnan(gap) else f"Δ {fixed(gap, decimals_of(metric))}"
+def gap_cell(metric: str, gap: float, ci: float = math.nan) -> str:
+    """``Δ gap ± h`` with h the half-width of its 95% confidence interval (only ``Δ gap`` for one seed)."""
+    if math.isnan(gap):
+        return "n/a"
+    d = decimals_of(metric)
+    return f"Δ {fixed(gap, d)}" if math.isnan(ci) else f"Δ {fixed(gap, d)} ± {fixed(ci, d)}"
+
+
+def ci_cell(metric: str, ci: float) -> str:
+    return "n/a" if math.isnan(ci) else f"± {fixed(ci, decimals_of(metric))}"
+
+
+def noise_cell(rec: pd.Series) -> str:
+    """Against the entry ranked just above: ``≈ p 0.42`` within noise, ``p 0.013`` beyond it."""
+    if pd.isna(rec["within_noise"]):
+        return "–"
+    n, p = int(rec["seeds_vs_above"]), float(rec["p_vs_above"])
+    if math.isnan(p):
+        return f"≈ untestable ({n} shared seed{'s' if n != 1 else ''})"
+    text = f"p {p:.3f}" if p >= 0.001 else "p < 0.001"
+    return f"≈ {text}" if rec["within_noise"] else text
 
 
 def arrow(metric: str) -> str:
@@ -477,8 +577,38 @@ def notes(selected: TaskRows, table: pd.DataFrame, values: pd.DataFrame | None) 
     return out
 
 
-def render_task(selected: TaskRows, table: pd.DataFrame) -> str:
-    """The page of one task; ``table`` is :func:`summarize` of ``selected``."""
+def claims_section(claims: Sequence[Claim], table: pd.DataFrame) -> list[str]:
+    """The "reported vs. measured" table: one row per claim, the paper's number beside ours."""
+    lines = ["## Reported in papers vs. measured here", ""]
+    rows = []
+    for c in claims:
+        entries = table[table["method"] == c.method] if len(table) else table
+        measured = []
+        for entry, rec in entries.iterrows():
+            mean, std, n = (rec.get(f"{c.metric}_{k}", v) for k, v in (("mean", math.nan), ("std", math.nan), ("seeds", 0)))
+            if pd.isna(mean):
+                continue
+            text = f"{mean_std(c.metric, float(mean), float(std))} ({int(n)} seed{'s' if int(n) != 1 else ''})"
+            measured.append(text if len(entries) == 1 else f"{entry}: {text}")
+        rows.append([
+            c.method, f"{c.metric}{arrow(c.metric)}", fixed(float(c.value), decimals_of(c.metric)),
+            "; ".join(measured) or "not measured here", c.source, c.note or "—",
+        ])
+    lines += [md_table(["method", "metric", "reported (paper)", "measured here", "source", "note"], rows, right={2}), ""]
+    lines += [
+        "Reported: the number the paper in the source column publishes for this task's setting, in this "
+        "benchmark's units (accuracies as fractions; SalUn's UA = 1 − forget_accuracy), with the paper's "
+        "setting differences in the note. Measured here: this leaderboard's own runs, mean ± sample standard "
+        "deviation over seeds. Reported numbers are context only; ranks use what was measured.",
+        "",
+    ]
+    return lines
+
+
+def render_task(selected: TaskRows, table: pd.DataFrame, *, claims: Sequence[Claim] = (),
+                plots: Sequence[tuple[str, str, str]] = ()) -> str:
+    """The page of one task; ``table`` is :func:`summarize` of ``selected``; ``claims`` the
+    published numbers for this task; ``plots`` (relative path, alternative text, caption) to link."""
     rank_by = ranking_metric(selected.task)
     values = per_seed_table(selected.ok)[0] if not selected.ok.empty else None
     metrics = ordered_metrics(set(selected.ok["metric"]))
@@ -490,18 +620,25 @@ def render_task(selected: TaskRows, table: pd.DataFrame) -> str:
     else:
         extra = [rank_by] if rank_by not in COMPOSITE_NAMES else []
         shown = [m for m in SUMMARY_METRICS if m in metrics and m not in extra]
+        ranked = extra + list(COMPOSITE_NAMES)
         headers = ["#", "method", "seeds", "data used"]
-        headers += [f"{m}{arrow(m)}" + (" (rank)" if m == rank_by else "") for m in extra + list(COMPOSITE_NAMES)]
+        for m in ranked:
+            headers.append(f"{m}{arrow(m)}" + (" (rank)" if m == rank_by else ""))
+            if m == rank_by:
+                headers += ["95% CI", "vs. rank above"]
         headers += [f"{m}{arrow(m)}" for m in shown]
         rows = []
         for entry, rec in table.iterrows():
             row = [rank_of(rec), label_of(entry, rec), str(rec["seeds"]), data_text(rec["data_used"])]
-            for m in extra:
-                if metric_goal(m) == "oracle":
+            for m in ranked:
+                if m in COMPOSITE_NAMES:
+                    row.append(mean_std(m, rec[f"{m}_mean"], rec[f"{m}_std"]))
+                elif metric_goal(m) == "oracle":
                     row.append(gap_cell(m, rec.get(f"{m}_gap", math.nan)))
                 else:
                     row.append(mean_std(m, rec.get(f"{m}_mean", math.nan), rec.get(f"{m}_std", math.nan)))
-            row += [mean_std(c, rec[f"{c}_mean"], rec[f"{c}_std"]) for c in COMPOSITE_NAMES]
+                if m == rank_by:
+                    row += [ci_cell(m, float(rec["ranking_ci"])), noise_cell(rec)]
             row += [mean_std(m, rec[f"{m}_mean"], rec[f"{m}_std"]) for m in shown]
             rows.append(row)
         lines += [md_table(headers, rows, right=set(range(2, len(headers))) - {3}), ""]
@@ -512,8 +649,23 @@ def render_task(selected: TaskRows, table: pd.DataFrame) -> str:
             "tow = (1 − |Δ forget acc|)(1 − |Δ retain acc|)(1 − |Δ test acc|); both computed per seed "
             "against the oracle of the same seed. ↑ higher is better, ↓ lower is better.",
             "",
+            f"95% CI: half-width h of the 95% confidence interval of the mean of `{rank_by}` over seeds, "
+            "h = t(0.975, n − 1) · s / √n (Student t, n seeds, s their standard deviation); n/a with one seed. "
+            "vs. rank above: two-sided paired t-test, over the seeds both entries share, of the per-seed "
+            f"`{rank_by}` of this entry against the entry ranked just above; ≈ marks a difference within "
+            "noise (p ≥ 0.05, or fewer than two shared seeds), a bare p-value one beyond it.",
+            "",
         ]
 
+    if claims:
+        lines += claims_section(claims, table)
+
+    if plots:
+        lines += ["## Plots", ""]
+        for path, alt, caption in plots:
+            lines += [f"![{alt}]({path})", "", caption, ""]
+
+    if not table.empty:
         lines += ["## All metrics", ""]
         headers = ["method"]
         columns: list[tuple[str, str]] = []
@@ -530,12 +682,14 @@ def render_task(selected: TaskRows, table: pd.DataFrame) -> str:
                 if kind == "value":
                     row.append(mean_std(m, rec[f"{m}_mean"], rec[f"{m}_std"]))
                 else:
-                    row.append(gap_cell(m, rec[f"{m}_gap"]))
+                    row.append(gap_cell(m, rec[f"{m}_gap"], rec[f"{m}_gap_ci"]))
             rows.append(row)
         lines += [md_table(headers, rows, right=set(range(1, len(headers)))), ""]
         lines += [
-            "Δ = |value − oracle value of the same seed|, averaged over seeds (for metrics whose goal is "
-            "to match the oracle). Metrics not in the registry are shown without a goal.",
+            "Values: mean ± sample standard deviation over seeds. Δ = |value − oracle value of the same "
+            "seed|, averaged over seeds (for metrics whose goal is to match the oracle), ± the half-width "
+            "of its 95% confidence interval over seeds (Student t, n − 1 degrees of freedom). Metrics not "
+            "in the registry are shown without a goal.",
             "",
         ]
 
@@ -595,16 +749,199 @@ def page_name(task: str) -> str:
     return f"{task}.md"
 
 
-def render_report(df: pd.DataFrame) -> dict[str, str]:
-    """The leaderboard pages: relative file name → markdown (``index.md`` and ``<task>.md``)."""
+# ---------------------------------------------------------------------------------------------
+# Plots (matplotlib, SVG, deterministic bytes)
+# ---------------------------------------------------------------------------------------------
+
+#: Style of every plot: matplotlib's defaults, then these. ``svg.hashsalt`` fixes the ids that
+#: the SVG writer would otherwise draw at random; ``svg.fonttype = none`` keeps text as text.
+PLOT_RC: dict[str, object] = {
+    "svg.hashsalt": "unlearnbench",
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+#: SVG metadata: no creation date and no software string, so that equal results give equal bytes.
+SVG_METADATA: dict[str, None] = {"Date": None, "Creator": None}
+MARKERS = ("o", "^", "v", "D", "P", "X", "<", ">", "h", "p", "d", "8")
+RUNTIME_FLOOR = 1e-3  # seconds; shorter runtimes are drawn at this value on the log axis
+
+
+def forgetting_metric(task: str) -> str:
+    """The forgetting axis of the trade-off plot: ``forget_accuracy`` for class removal (and
+    unregistered tasks); ``mia_efficacy`` for random and identity forgetting, where the forget
+    accuracy of the oracle is close to the original's and carries little signal."""
+    kind = TASKS.get(task).forget.kind if task in TASKS else "classes"
+    return "forget_accuracy" if kind == "classes" else "mia_efficacy"
+
+
+def figure_svg(draw) -> str:
+    """Run ``draw(fig)`` on a fresh figure under the fixed style and return the SVG text."""
+    import io
+
+    import matplotlib
+    import matplotlib.style
+    from matplotlib.figure import Figure
+
+    with matplotlib.style.context("default"), matplotlib.rc_context(PLOT_RC):
+        fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+        draw(fig)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata=SVG_METADATA)
+    return buf.getvalue()
+
+
+def style_of(i: int, entry: str) -> dict[str, object]:
+    if entry == ORACLE:
+        return {"marker": "*", "color": "black", "markersize": 11}
+    if entry == "original":
+        return {"marker": "s", "color": "0.45", "markersize": 6}
+    return {"marker": MARKERS[i % len(MARKERS)], "color": f"C{i % 10}", "markersize": 6}
+
+
+def finite_or_zero(x: object) -> float:
+    x = float(x) if not pd.isna(x) else math.nan
+    return x if math.isfinite(x) else 0.0
+
+
+def plot_tradeoff(task: str, table: pd.DataFrame) -> tuple[str, str] | None:
+    """Forgetting error |Δ m| (m = :func:`forgetting_metric`) against test accuracy, one point per
+    entry, error bars = 95% confidence intervals over seeds. (svg, caption), or None when no entry
+    has both numbers (no oracle, or no test accuracy)."""
+    fm = forgetting_metric(task)
+    x_col, y_col = "test_accuracy_mean", f"{fm}_gap"
+    if table.empty or x_col not in table.columns or y_col not in table.columns:
+        return None
+    shown = table[table[x_col].notna() & table[y_col].notna()]
+    if shown.empty:
+        return None
+
+    def draw(fig) -> None:
+        ax = fig.add_subplot()
+        for i, (entry, rec) in enumerate(shown.iterrows()):
+            label = entry if rec["reference"] else f"{rank_of(rec)}. {entry}"
+            x, y = float(rec[x_col]), float(rec[y_col])
+            h = finite_or_zero(rec.get(f"{y_col}_ci"))
+            ax.errorbar(
+                [x], [y], xerr=[finite_or_zero(rec.get("test_accuracy_ci"))], yerr=[[min(h, y)], [h]],
+                linestyle="none", capsize=3, label=label, **style_of(i, entry),
+            )
+        ax.set_xlabel("utility: test accuracy (higher is better) →")
+        ax.set_ylabel(f"forgetting error: |Δ {fm}| to the oracle (lower is better)")
+        ax.set_title(f"{task}: forgetting vs. utility", fontsize=10)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+
+    caption = (f"Forgetting vs. utility: |Δ {fm}| to the oracle of the same seed (0 = forgets like the oracle) "
+               "against test accuracy, mean over seeds; error bars: 95% confidence intervals over seeds "
+               "(Student t; none with one seed; cut at 0, as a gap cannot be negative).")
+    return figure_svg(draw), caption
+
+
+def plot_runtime(task: str, table: pd.DataFrame, values: pd.DataFrame) -> tuple[str, str] | None:
+    """Each method's runtime (mean over seeds, whiskers min–max) on a log axis, against the
+    oracle's training time (its mean over seeds, a vertical line). (svg, caption), or None when no
+    method has a runtime."""
+    if table.empty or "runtime_seconds" not in values.columns:
+        return None
+    runtime = values["runtime_seconds"]
+    entries = [e for e, rec in table.iterrows() if not rec["reference"] and runtime.xs(e, level="entry").notna().any()]
+    if not entries:
+        return None
+    oracle_seconds = math.nan
+    if ORACLE in runtime.index.get_level_values("entry"):
+        oracle_seconds = float(runtime.xs(ORACLE, level="entry").mean())
+    clipped = False
+
+    def draw(fig) -> None:
+        nonlocal clipped
+        ax = fig.add_subplot()
+        for i, entry in enumerate(entries):
+            per_seed = runtime.xs(entry, level="entry").dropna().to_numpy(dtype="float64")
+            clipped |= bool((per_seed < RUNTIME_FLOOR).any())
+            v = np.maximum(per_seed, RUNTIME_FLOOR)
+            mean = float(v.mean())
+            ax.barh([i], [mean], color=f"C{i % 10}", alpha=0.8)
+            ax.errorbar([mean], [i], xerr=[[mean - v.min()], [v.max() - mean]], color="black", capsize=3, linestyle="none")
+        if math.isfinite(oracle_seconds) and oracle_seconds > 0:
+            ax.axvline(oracle_seconds, color="black", linestyle="--", linewidth=1.2,
+                       label=f"oracle training time ({oracle_seconds:.3g} s, mean over seeds)")
+            ax.legend(loc="lower right", fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(entries)), [f"{rank_of(table.loc[e])}. {e}" for e in entries], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("runtime of the method call (seconds, log scale)")
+        ax.set_title(f"{task}: runtime vs. the oracle's training time", fontsize=10)
+
+    svg = figure_svg(draw)
+    caption = ("Runtime of each method (mean over seeds; whiskers: fastest and slowest seed) against the time "
+               "the oracle took to train (dashed line); left of the line is faster than retraining."
+               + (f" Runtimes under {RUNTIME_FLOOR:g} s are drawn at {RUNTIME_FLOOR:g} s." if clipped else ""))
+    return svg, caption
+
+
+#: The plots of a task page: file name suffix and the short alternative text of its image link.
+PLOT_KINDS: tuple[tuple[str, str], ...] = (("tradeoff", "forgetting vs. utility"), ("runtime", "runtime vs. oracle training time"))
+
+
+def plot_files(selected: TaskRows, table: pd.DataFrame, values: pd.DataFrame | None) -> dict[str, tuple[str, str, str]]:
+    """The plots of one task: relative path → (svg, alternative text, caption)."""
+    out: dict[str, tuple[str, str, str]] = {}
+    if values is None:
+        return out
+    made = {"tradeoff": plot_tradeoff(selected.task, table), "runtime": plot_runtime(selected.task, table, values)}
+    for kind, alt in PLOT_KINDS:
+        if made[kind] is not None:
+            svg, caption = made[kind]
+            out[f"{PLOTS_DIR}/{selected.task}-{kind}.svg"] = (svg, alt, caption)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole report
+# ---------------------------------------------------------------------------------------------
+
+
+def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, plots: bool = True) -> dict[str, str]:
+    """The leaderboard: relative file name → content. ``index.md``, one ``<task>.md`` per task,
+    and with ``plots`` the SVGs ``plots/<task>-tradeoff.svg`` and ``plots/<task>-runtime.svg``
+    (text; same rows → same bytes). ``claims``: published numbers to show beside ours (default
+    :data:`bench.claims.CLAIMS`)."""
     rows = check_rows(df)
     tasks = sorted(set(rows["task"]))
     selections = [select_task_rows(rows, t) for t in tasks]
     tables = [summarize(s) for s in selections]
-    pages = {"index.md": render_index(selections, tables)}
+    out = {"index.md": render_index(selections, tables)}
+    figures: dict[str, str] = {}
     for selected, table in zip(selections, tables):
-        pages[page_name(selected.task)] = render_task(selected, table)
-    return pages
+        name = page_name(selected.task)
+        values = per_seed_table(selected.ok)[0] if not selected.ok.empty else None
+        made = plot_files(selected, table, values) if plots else {}
+        figures.update({path: svg for path, (svg, _, _) in made.items()})
+        links = [(path, alt, caption) for path, (_, alt, caption) in made.items()]
+        out[name] = render_task(selected, table, claims=claims_for(selected.task, claims), plots=links)
+    out.update(figures)
+    return out
+
+
+def noise_line(selected: TaskRows, table: pd.DataFrame) -> str:
+    """``- [task](task.md): 1. a 0.012 ± 0.004 ≈ 2. b 0.015 ± 0.006 › 3. c …`` (see render_index)."""
+    rank_by = ranking_metric(selected.task)
+    d = decimals_of(rank_by)
+    ranked = table[~table["reference"] & table["rank"].notna()] if len(table) else table
+    head = f"- [{selected.task}]({selected.task}.md) (`{rank_by}`{arrow(rank_by)}): "
+    if ranked.empty:
+        return head + "no ranked method."
+    parts: list[str] = []
+    for entry, rec in ranked.iterrows():
+        if parts:
+            parts.append("≈" if bool(rec["within_noise"]) else "›")
+        ci = float(rec["ranking_ci"])
+        value = fixed(float(rec["ranking_value"]), d) + ("" if math.isnan(ci) else f" ± {fixed(ci, d)}")
+        parts.append(f"{int(rec['rank'])}. {entry} {value}")
+    within = int(ranked["within_noise"].fillna(False).sum())
+    pairs = max(len(ranked) - 1, 0)
+    return head + " ".join(parts) + f" — {within} of {pairs} adjacent difference{'s' if pairs != 1 else ''} within noise."
 
 
 def render_index(selections: list[TaskRows], tables: list[pd.DataFrame]) -> str:
@@ -623,19 +960,55 @@ def render_index(selections: list[TaskRows], tables: list[pd.DataFrame]) -> str:
         headers = ["task", "description", "ranking metric", "best method", "methods", "seeds", "date",
                    "versions", "devices"]
         lines.append(md_table(headers, [index_row(s, t) for s, t in zip(selections, tables)], right={4, 5}))
+        lines += [
+            "",
+            "## Which rank differences are within noise",
+            "",
+            "Per task, the ranked methods in order, each with its ranking value: mean over seeds ± the half-width "
+            "of its 95% confidence interval (Student t, n − 1 degrees of freedom). Between two adjacent ranks, "
+            "`≈` means the difference is within noise: a two-sided paired t-test over the seeds both share, on "
+            "the per-seed values of the ranking metric, gives p ≥ 0.05 (or they share fewer than two seeds, "
+            "so it cannot be tested); `›` means it is beyond noise (p < 0.05). Pairing by seed compares two "
+            "methods on the same split, original and oracle. With few seeds the test has little power: "
+            "≈ says the seeds cannot tell the two apart, not that they are equal.",
+            "",
+        ]
+        lines += [noise_line(s, t) for s, t in zip(selections, tables)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_report(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write the pages of :func:`render_report` into ``out_dir`` (created if missing), each
-    atomically (temporary file in the same folder, then ``os.replace``). Other files in
-    ``out_dir`` are left alone. Returns the written paths, ``index.md`` first."""
+def generated_files(out_dir: str | Path) -> list[str]:
+    """The generated files in ``out_dir`` (relative names, sorted): top-level ``*.md`` that start
+    with the generated header, and every ``*.svg`` under ``plots/``. Other files are not ours."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    names = []
+    for path in sorted(out.glob("*.md")):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            if handle.readline().rstrip("\r\n") == GENERATED_HEADER:
+                names.append(path.name)
+    plots = out / PLOTS_DIR
+    if plots.is_dir():
+        names += [p.relative_to(out).as_posix() for p in sorted(plots.rglob("*.svg"))]
+    return sorted(names)
+
+
+def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
+                 plots: bool = True) -> list[Path]:
+    """Write :func:`render_report` into ``out_dir`` (created if missing), each file atomically
+    (temporary file in the same folder, then ``os.replace``), and delete the generated files of an
+    earlier report that this one no longer produces (:func:`generated_files`: a task that left the
+    store, a plot no longer drawn). Other files in ``out_dir`` are left alone. Returns the written
+    paths, ``index.md`` first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rendered = render_report(df, claims=claims, plots=plots)
     written = []
-    for name, text in render_report(df).items():
+    for name, text in rendered.items():
         path = out / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(text)
@@ -645,4 +1018,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                 os.unlink(tmp)
             raise
         written.append(path)
+    for name in generated_files(out):
+        if name not in rendered:
+            (out / name).unlink()
     return written

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from bench.datasets import load_dataset
-from bench.data import Split, TaskData, build_task_data, method_view, seed_stream, surrogate_split
+from bench.data import Split, TaskData, build_task_data, method_view, seed_stream
 from bench.metrics import Evaluation, SplitLogits, compute_metrics
 from bench.models import state_hash
-from bench.references import REFERENCE_VERSION, References, default_cache_dir, get_references, model_factory, reference_key
+from bench.references import REFERENCE_VERSION, Reference, References, default_cache_dir, model_factory, reference_key
 from bench.registry import MethodSpec, get_method, list_methods
 from bench.results import canonical_json, make_run_id, rows_for_run, stored_runs, write_run
 from bench.tasks import Task, get_suite, get_task
@@ -210,29 +210,28 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
         return [failed_row(common, err)]
 
 
-def oracle_rows(task: Task, td: TaskData, refs: References, oracle_logits: dict[str, SplitLogits], device: torch.device) -> list[dict]:
+def oracle_rows(task: Task, td: TaskData, oracle: Reference, oracle_logits: dict[str, SplitLogits], device: torch.device) -> list[dict]:
+    """The reference run ``oracle`` of (task, seed): its metrics, runtime = its training time."""
     run_id = oracle_run_id(task, td.seed, device.type)
     common = common_fields(task, ORACLE, REFERENCE_VERSION, "{}", "retain", td.seed, run_id, td.split_hash, device)
-    common["reference_key"] = refs.oracle.key
-    common["model_hash"] = state_hash(refs.oracle.model)
+    common["reference_key"] = oracle.key
+    common["model_hash"] = state_hash(oracle.model)
     ev = Evaluation(
         forget=oracle_logits["forget"], retain=oracle_logits["retain"], test=oracle_logits["test"],
         forget_test=oracle_logits.get("forget_test"), oracle_forget=oracle_logits["forget"],
-        forget_classes=td.forget_classes, seed=td.seed, runtime_seconds=refs.oracle.train_seconds,
-        oracle_seconds=refs.oracle.train_seconds,
+        forget_classes=td.forget_classes, seed=td.seed, runtime_seconds=oracle.train_seconds,
+        oracle_seconds=oracle.train_seconds,
     )
     return rows_for_run(common, [(k, v, n) for k, (v, n) in compute_metrics(ev).items()])
 
 @dataclass(frozen=True)
 class GroupEstimate:
-    """Estimated seconds of one (task, seed) group: references to train, method runs, evaluation."""
+    """Estimated seconds of one (task, seed) group: its two references (0 when cached) and its
+    method runs (method + evaluation), by run id."""
 
-    references: float
-    runs: dict[str, float]  # run_id → seconds (method + evaluation)
-
-    @property
-    def total(self) -> float:
-        return self.references + sum(self.runs.values())
+    original: float
+    oracle: float
+    runs: dict[str, float]
 
 
 def probe_images_per_second(td: TaskData, device: torch.device) -> float:
@@ -273,7 +272,7 @@ def estimate_group(td: TaskData, runs: Sequence[RunSpec], *, refs_cached: tuple[
     for r in runs:
         prior = oracle if r.method == "retrain" else 0.25 * oracle
         per_run[r.run_id] = known.get((r.task.name, r.method), prior) + evaluation
-    return GroupEstimate(references=original + (0.0 if refs_cached[1] else oracle), runs=per_run)
+    return GroupEstimate(original=original, oracle=0.0 if refs_cached[1] else oracle, runs=per_run)
 
 
 def known_runtimes(results_dir: Path) -> dict[tuple[str, str], float]:
@@ -305,13 +304,22 @@ def run(
     data_root: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    executor: str = "local",
+    jobs: int = 2,
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
 ) -> list[dict]:
     """Run task × method × seed, store the rows, regenerate the leaderboard; return the new rows.
 
     ``tasks`` and ``methods`` default to the ``suite`` (``"quick"``: the digits tasks) and to every
-    registered method. Runs already in ``results`` are skipped unless ``force``.
+    registered method. Runs already in ``results`` are skipped unless ``force``. ``executor``:
+    ``local`` (in this process), ``processes`` (``jobs`` workers) or ``ray`` (``address`` of a
+    cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``).
     """
     from tqdm.auto import tqdm
+
+    from bench.executors import Context, build_reference, execute_run, make_executor, reference_jobs_for
 
     if isinstance(tasks, (str, Task)):
         tasks = [tasks]
@@ -323,84 +331,162 @@ def run(
     dev = resolve_device(device)
     cache_dir = Path(cache) if cache else default_cache_dir()
     results_dir = Path(results)
+    data_root_str = str(data_root) if data_root else None
 
     plan = make_plan(task_list, method_list, seeds, hp, dev.type)
-    for task in {r.task.dataset for r in plan.runs}:
-        load_dataset(task, data_root)  # missing data fails here, loudly, before any work
+    for dataset in sorted({r.task.dataset for r in plan.runs}):
+        load_dataset(dataset, data_root)  # missing data fails here, loudly, before any work
     for task_name, method_name, reason in plan.not_applicable:
         print(f"not applicable: {method_name} on {task_name}: {reason}", file=sys.stderr)
     stored = stored_runs(results_dir)
     todo = [r for r in plan.runs if force or stored.get(r.run_id) != "ok"]
-    groups: dict[tuple[str, int], list[RunSpec]] = {}
+    groups: dict[tuple[Task, int], list[RunSpec]] = {}
     for r in todo:
-        groups.setdefault((r.task.name, r.seed), []).append(r)
+        groups.setdefault((r.task, r.seed), []).append(r)
     for r in plan.runs:  # a group whose runs are all stored may still lack its oracle row
         if stored.get(oracle_run_id(r.task, r.seed, dev.type)) != "ok":
-            groups.setdefault((r.task.name, r.seed), [])
-    task_by_name = {r.task.name: r.task for r in plan.runs}
-    data_root_str = str(data_root) if data_root else None
+            groups.setdefault((r.task, r.seed), [])
 
-    estimates: dict[tuple[str, int], GroupEstimate] = {}
+    # The graph: one job per reference key, then the runs that depend on them.
+    ref_jobs: dict[str, Any] = {}
+    ref_seconds: dict[str, float] = {}
+    run_refs: dict[str, tuple[str, str]] = {}
+    run_seconds: dict[str, float] = {}
     if groups:
         known = known_runtimes(results_dir)
         throughput: dict[str, float] = {}
-        for (task_name, seed), runs in groups.items():
-            td = build_task_data(task_by_name[task_name], seed, data_root_str)
-            if task_name not in throughput:
-                throughput[task_name] = probe_images_per_second(td, dev)
-            cached = tuple((cache_dir / f"{reference_key(k, td, dev)}.safetensors").exists() for k in ("original", "oracle"))
-            estimates[(task_name, seed)] = estimate_group(td, runs, refs_cached=cached, ips=throughput[task_name], known=known)
-    total = sum(e.total for e in estimates.values())
-    n_refs = sum(1 for e in estimates.values() if e.references > 0)
+        for (task, seed), runs in groups.items():
+            td = build_task_data(task, seed, data_root_str)
+            if task.name not in throughput:
+                throughput[task.name] = probe_images_per_second(td, dev)
+            write_oracle = force or stored.get(oracle_run_id(task, seed, dev.type)) != "ok"
+            original_job, oracle_job = reference_jobs_for(td, dev, write_oracle)
+            cached = tuple((cache_dir / f"{j.key}.safetensors").exists() for j in (original_job, oracle_job))
+            est = estimate_group(td, runs, refs_cached=cached, ips=throughput[task.name], known=known)
+            ref_jobs.setdefault(original_job.key, original_job)
+            ref_jobs[oracle_job.key] = oracle_job
+            ref_seconds.setdefault(original_job.key, est.original)
+            ref_seconds[oracle_job.key] = est.oracle
+            for r in runs:
+                run_refs[r.run_id] = (original_job.key, oracle_job.key)
+                run_seconds[r.run_id] = est.runs[r.run_id]
+    total = sum(ref_seconds.values()) + sum(run_seconds.values())
+    n_train = sum(1 for v in ref_seconds.values() if v > 0)
     print(f"plan: {len(plan.runs)} run(s), {len(plan.runs) - len(todo)} already stored, {len(todo)} to do"
-          + (f"; references to train for {n_refs} task/seed group(s)" if n_refs else "")
-          + (f"; estimated {format_seconds(total)} on {dev}" if todo or n_refs else ""), file=sys.stderr)
+          + (f"; {n_train} reference model(s) to train" if n_train else "")
+          + (f"; estimated {format_seconds(total)} on {dev} ({executor})" if groups else ""), file=sys.stderr)
 
     written: list[dict] = []
-    # The bar advances by each finished unit's *estimated* seconds, so its fraction is the share of
-    # the estimated work done and tqdm's rate turns what is left into an honest time remaining.
-    bar = tqdm(total=total, unit="s(est)", disable=not progress or not groups, dynamic_ncols=True,
-               file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}")
-    done = 0
-    try:
-        for (task_name, seed), runs in groups.items():
-            task, est = task_by_name[task_name], estimates[(task_name, seed)]
-            bar.set_postfix_str(f"runs {done}/{len(todo)}")
-            try:
-                td = build_task_data(task, seed, data_root_str)
-                refs = get_references(td, device=dev, cache_dir=cache_dir,
-                                      on_train=lambda kind: bar.set_description(f"{task_name} s{seed}: training {kind}"))
-                oracle_logits = logits_of(refs.oracle.model, td, dev)
-                needs_surrogate = any("surrogate" in get_method(r.method).uses for r in runs)
-                surrogate = surrogate_split(td, data_root_str) if needs_surrogate else None
-            except Exception as err:  # noqa: BLE001 - the group fails as a whole, the suite goes on
-                for r in runs:
-                    spec = get_method(r.method)
-                    common = common_fields(task, r.method, r.method_version, r.hyperparameters, ",".join(spec.uses) or "none", r.seed, r.run_id, "", dev)
-                    written += write_rows([failed_row(common, err)], results_dir, force)
-                bar.write(f"error: references for {task_name} seed {seed} failed: {err}")
-                bar.update(est.total)
-                done += len(runs)
-                continue
-            bar.update(est.references)
-            if stored.get(oracle_run_id(task, seed, dev.type)) != "ok" or force:
-                written += write_rows(oracle_rows(task, td, refs, oracle_logits, dev), results_dir, True)
-            for r in runs:
-                bar.set_description(f"{task_name} · {r.method} · seed {seed}")
-                rows = run_method(get_method(r.method), r, td, refs, oracle_logits["forget"], dev, surrogate)
-                written += write_rows(rows, results_dir, force)
-                if rows[0]["status"] != "ok":
-                    bar.write(f"failed: {task_name} {r.method} seed {seed}: {rows[0]['error'].splitlines()[0]}")
-                done += 1
-                bar.set_postfix_str(f"runs {done}/{len(todo)}")
-                bar.update(est.runs[r.run_id])
-    finally:
-        bar.close()
+    if groups:
+        ctx = Context(str(dev), str(cache_dir), data_root_str, ship_weights=executor == "ray")
+        pool = make_executor(executor, jobs=jobs, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
+        bar = tqdm(total=total, disable=not progress, dynamic_ncols=True, file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}")
+        try:
+            written = schedule(pool, ctx, ref_jobs, todo, run_refs, ref_seconds, run_seconds, results_dir, force, bar,
+                               build_reference, execute_run)
+        except KeyboardInterrupt:
+            pool.shutdown(cancel=True)
+            raise
+        finally:
+            bar.close()
+        pool.shutdown()
     if leaderboard is not None:
         from bench.report import write_report
         from bench.results import read_store
 
         write_report(read_store(results_dir), leaderboard)
+    return written
+
+
+LOST_WORKER_ERRORS = ("BrokenProcessPool", "WorkerCrashedError", "NodeDiedError", "ActorDiedError")
+
+
+def schedule(pool: Any, ctx: Any, ref_jobs: dict[str, Any], todo: Sequence[RunSpec], run_refs: dict[str, tuple[str, str]],
+             ref_seconds: dict[str, float], run_seconds: dict[str, float], results_dir: Path, force: bool, bar: Any,
+             build_reference: Any, execute_run: Any) -> list[dict]:
+    """Drive the graph on ``pool``: references first, each run once both of its references are
+    done (under Ray, runs are handed over at once with their references as dependencies); the
+    driver writes every returned row. The bar advances by each finished job's *estimated* seconds,
+    so its fraction is the share of the estimated work done and its time left is honest."""
+    written: list[dict] = []
+    ref_handles = {key: pool.submit(build_reference, (job, ctx)) for key, job in ref_jobs.items()}
+    handles: dict[Any, tuple[str, Any]] = {h: ("ref", key) for key, h in ref_handles.items()}
+    ref_done: dict[str, BaseException | None] = {}
+    waiting = list(todo)
+    counts = {"done": 0, "failed": 0, "lost": 0}
+
+    def status() -> None:
+        running = min(pool.slots, sum(1 for kind, _ in handles.values() if kind == "run"))
+        left = len(todo) - counts["done"] - counts["failed"] - counts["lost"]
+        bar.set_postfix_str(f"done {counts['done']} · running {running} · failed {counts['failed']} · left {left - running}")
+
+    def record(run: RunSpec, rows: list[dict]) -> None:
+        nonlocal written
+        written += write_rows(rows, results_dir, force)
+        ok = rows[0]["status"] == "ok"
+        counts["done" if ok else "failed"] += 1
+        if not ok:
+            bar.write(f"failed: {run.task.name} {run.method} seed {run.seed}: {rows[0]['error'].splitlines()[0]}")
+
+    while waiting or handles:
+        still_waiting = []
+        for run in waiting:
+            keys = run_refs[run.run_id]
+            errors = [ref_done[k] for k in keys if k in ref_done and ref_done[k] is not None]
+            if errors:
+                spec = get_method(run.method)
+                common = common_fields(run.task, run.method, run.method_version, run.hyperparameters,
+                                       ",".join(spec.uses) or "none", run.seed, run.run_id, "", torch.device(ctx.device))
+                record(run, [failed_row(common, errors[0])])
+                bar.update(run_seconds[run.run_id])
+            elif pool.name == "ray" or all(k in ref_done for k in keys):
+                handle = pool.submit(execute_run, (run, ctx), [ref_handles[k] for k in keys])
+                handles[handle] = ("run", run)
+            else:
+                still_waiting.append(run)
+        waiting = still_waiting
+        status()
+        if not handles:
+            continue
+        for handle in pool.wait(list(handles)):
+            kind, item = handles.pop(handle)
+            try:
+                value = pool.result(handle)
+            except Exception as err:  # noqa: BLE001 - classified below
+                if type(err).__name__ in LOST_WORKER_ERRORS:
+                    if kind == "ref":
+                        ref_done[item] = err
+                    else:
+                        counts["lost"] += 1
+                    if pool.name == "processes":
+                        raise RuntimeError(f"a worker process died ({type(err).__name__}: {err}); completed runs are "
+                                           "stored — run the same `bench run` again to do what is missing") from err
+                    bar.write(f"lost worker: {item if kind == 'ref' else item.run_id}: {err}")
+                    continue
+                if kind == "ref":
+                    ref_done[item] = err
+                    bar.write(f"error: reference {item} failed: {err}")
+                    bar.update(ref_seconds[item])
+                else:
+                    spec = get_method(item.method)
+                    common = common_fields(item.task, item.method, item.method_version, item.hyperparameters,
+                                           ",".join(spec.uses) or "none", item.seed, item.run_id, "", torch.device(ctx.device))
+                    record(item, [failed_row(common, err)])
+                    bar.update(run_seconds[item.run_id])
+                continue
+            if kind == "ref":
+                ref_done[item] = None
+                if value.rows:
+                    written += write_rows(list(value.rows), results_dir, True)
+                bar.update(ref_seconds[item])
+            else:
+                record(item, value)
+                bar.update(run_seconds[item.run_id])
+            status()
+    if counts["lost"]:
+        raise RuntimeError(f"{counts['lost']} run(s) were lost with their workers; completed runs are stored — "
+                           "run the same `bench run` again to do what is missing")
     return written
 
 

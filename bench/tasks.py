@@ -47,22 +47,48 @@ class Recipe:
 @dataclass(frozen=True)
 class ForgetRule:
     """What to forget: whole ``classes``, a ``random`` fraction of the training images, or
-    the images of a seeded random selection of ``identities`` (face tasks)."""
+    whole people (``identities``, face tasks: every image of each selected person).
+
+    * ``ForgetRule("identities", fraction=f)``: a seeded random fraction f of the training
+      identities (round(f · #identities), at least one).
+    * ``ForgetRule("identities", rows=n)``: the people of the first ``n`` rows of the dataset's
+      training table (MUFAC's paper split: the first 1,500 rows), extended to every image of
+      those people so that nobody is split between forget and retain.
+    * ``ForgetRule("random", fraction=f, seed=s)``: the reference code's fixed split instead of a
+      per-run one: one ``random.Random(s).shuffle`` of the training indices gives the validation
+      split (its first ⌊val_fraction · n⌋), then retain (the next ⌊(1 − f) · rest⌋) and forget
+      (the remainder), as in DLFD's ``RAF_loader.py`` (``seed=42``). Without ``seed`` the forget
+      set is drawn from the run seed.
+    """
 
     kind: ForgetKind
     classes: tuple[int, ...] = ()
     fraction: float = 0.0
+    rows: int = 0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.kind not in ("classes", "random", "identities"):
+            raise ValueError(f"unknown forget kind {self.kind!r}; valid: classes, random, identities")
         if self.kind == "classes" and not self.classes:
             raise ValueError("class removal needs at least one class")
-        if self.kind in ("random", "identities") and not 0.0 < self.fraction < 1.0:
+        if self.kind == "identities" and (self.rows > 0) == (self.fraction > 0.0):
+            raise ValueError("identity forgetting needs either fraction (a random share of the people) or rows "
+                             f"(the people of the first rows), exactly one; got fraction={self.fraction}, rows={self.rows}")
+        if self.rows < 0 or (self.rows and self.kind != "identities"):
+            raise ValueError(f"rows (the first-rows rule) applies to identity forgetting only, with rows > 0; got {self.kind} rows={self.rows}")
+        if self.seed is not None and (self.kind != "random" or self.seed < 0):
+            raise ValueError(f"a fixed split seed applies to random forgetting only, with seed >= 0; got {self.kind} seed={self.seed}")
+        if (self.kind == "random" or (self.kind == "identities" and not self.rows)) and not 0.0 < self.fraction < 1.0:
             raise ValueError(f"{self.kind} forgetting needs 0 < fraction < 1, got {self.fraction}")
 
     def describe(self) -> str:
         if self.kind == "classes":
             return f"class{'es' if len(self.classes) > 1 else ''} {', '.join(map(str, self.classes))}"
-        return f"{self.fraction:.0%} of training {'images' if self.kind == 'random' else 'identities'} at random"
+        if self.kind == "identities" and self.rows:
+            return f"every image of the people in the first {self.rows} training rows"
+        fixed = f" (fixed split, seed {self.seed})" if self.seed is not None else ""
+        return f"{self.fraction:.0%} of training {'images' if self.kind == 'random' else 'identities'} at random{fixed}"
 
 
 @dataclass(frozen=True)
@@ -197,3 +223,43 @@ for _name, _desc, _ds, _arch, _rule, _recipe in [
     register_task(Task(name=_name, description=_desc, dataset=_ds, arch=_arch, forget=_rule, recipe=_recipe,
                        version=1, surrogate="photo_crops", surrogate_size=10000, tags=("paper",)))
 SUITES["paper"] = tuple(t for t in TASKS.names() if "paper" in TASKS.get(t).tags)
+
+# ---------------------------------------------------------------------------------------------
+# Face tasks (DLFD, Choi & Na 2024): forget people, keep the task (age, emotion). ResNet-18 (no
+# pretraining) with DLFD's MLP head at 128x128. Recipe: the reference notebooks' SGD 0.01,
+# momentum 0.9, weight decay 5e-4, 100 epochs, batch 32 (age) / 64 (emotion); their
+# CosineAnnealingLR(T_max=200) is stepped per batch (a cycling rate), ours is one cosine to zero;
+# their flip/affine/jitter augmentation becomes crop_flip. Ranked by NoMUS (MUFAC's score).
+# MUFAC validation = its validation table as it is (val_fraction=0), test = its unseen table;
+# splits pass the leakage audit (bench.data, bench.datasets.faces.audit). Data from --data-root.
+# ---------------------------------------------------------------------------------------------
+MUFAC_RECIPE = Recipe(epochs=100, batch_size=32, lr=0.01, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                      schedule="cosine", augment="crop_flip", amp=True)
+RAF_RECIPE = Recipe(epochs=100, batch_size=64, lr=0.01, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
+                    schedule="cosine", augment="crop_flip", amp=True)
+
+register_task(Task(
+    name="mufac-age-identity",
+    description="MUFAC age (8 classes), ResNet-18 face: forget every image of 15% of the training people "
+                "(seeded); validation = MUFAC's validation table, test = its unseen test table",
+    dataset="mufac", arch="resnet18_face", forget=ForgetRule("identities", fraction=0.15),
+    recipe=MUFAC_RECIPE, version=1, val_fraction=0.0, primary_metric="nomus",
+    surrogate="photo_crops", surrogate_size=2000, tags=("faces",),
+))
+register_task(Task(
+    name="mufac-age-paper",
+    description="MUFAC age (8 classes), ResNet-18 face: the papers' split, the people of the first 1,500 "
+                "training rows (whole); validation = MUFAC's validation table, test = its unseen test table",
+    dataset="mufac", arch="resnet18_face", forget=ForgetRule("identities", rows=1500),
+    recipe=MUFAC_RECIPE, version=1, val_fraction=0.0, primary_metric="nomus",
+    surrogate="photo_crops", surrogate_size=2000, tags=("faces",),
+))
+register_task(Task(
+    name="raf-emotion-paper",
+    description="RAF-DB basic emotion (7 classes), ResNet-18 face: DLFD's split, 10% validation, then of the "
+                "rest 70% retain / 30% forget at random (random.Random(42), ImageFolder order)",
+    dataset="rafdb", arch="resnet18_face", forget=ForgetRule("random", fraction=0.3, seed=42),
+    recipe=RAF_RECIPE, version=1, val_fraction=0.1, primary_metric="nomus",
+    surrogate="photo_crops", surrogate_size=2000, tags=("faces",),
+))
+SUITES["faces"] = ("mufac-age-identity", "mufac-age-paper", "raf-emotion-paper")

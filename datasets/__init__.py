@@ -27,6 +27,18 @@ class ImageDataset:
 
     ``mean``/``std`` are per-channel statistics of the training images in [0, 1], used by the
     model's first (normalization) layer. ``synthetic`` is True only for generated test data.
+
+    Optional, for datasets that have them (the face datasets of :mod:`bench.datasets.faces`):
+
+    * ``val_x``/``val_y``: a **fixed validation split** shipped with the dataset (MUFAC's
+      validation table). When present the splitter uses it instead of carving one from the
+      training images, and the task's ``val_fraction`` must be 0.
+    * ``train_groups``/``val_groups``/``test_groups``: int64 ``[N]`` person identity of every
+      image, an index into ``group_names`` (one id space across the splits, so the same person
+      has the same id everywhere). Needed by identity forgetting and the person audit.
+    * ``leakage_audit``: the splitter enforces the leakage audit (no person and no perceptually
+      identical image in two of forget / retain / validation / test; see
+      :func:`bench.data.build_task_data`).
     """
 
     name: str
@@ -37,15 +49,43 @@ class ImageDataset:
     classes: tuple[str, ...]
     source: str
     synthetic: bool = False
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+    train_groups: torch.Tensor | None = None
+    val_groups: torch.Tensor | None = None
+    test_groups: torch.Tensor | None = None
+    group_names: tuple[str, ...] = ()
+    leakage_audit: bool = False
 
     def __post_init__(self) -> None:
-        for split, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
+        if (self.val_x is None) != (self.val_y is None):
+            raise ValueError(f"{self.name}: give both val_x and val_y, or neither")
+        splits = [("train", self.train_x, self.train_y, self.train_groups), ("test", self.test_x, self.test_y, self.test_groups)]
+        if self.val_x is not None:
+            splits.append(("val", self.val_x, self.val_y, self.val_groups))
+        elif self.val_groups is not None:
+            raise ValueError(f"{self.name}: val_groups given without a fixed validation split (val_x, val_y)")
+        if self.train_groups is not None and not self.group_names:
+            raise ValueError(f"{self.name}: train_groups needs group_names (the name of every identity id)")
+        for split, x, y, groups in splits:
             if x.dtype != torch.uint8 or x.ndim != 4:
                 raise ValueError(f"{self.name} {split} images must be uint8 [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+            if x.shape[1:] != self.train_x.shape[1:]:
+                raise ValueError(f"{self.name} {split} images are {tuple(x.shape[1:])}, train images {tuple(self.train_x.shape[1:])}")
             if y.dtype != torch.int64 or y.shape != (x.shape[0],):
                 raise ValueError(f"{self.name} {split} labels must be int64 [N] matching the images")
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
                 raise ValueError(f"{self.name} {split} labels outside 0..{len(self.classes) - 1}")
+            if groups is not None:
+                if groups.dtype != torch.int64 or groups.shape != (x.shape[0],):
+                    raise ValueError(f"{self.name} {split} identity ids must be int64 [N] matching the images")
+                if groups.numel() and (int(groups.min()) < 0 or int(groups.max()) >= len(self.group_names)):
+                    raise ValueError(f"{self.name} {split} identity ids outside 0..{len(self.group_names) - 1}")
+
+    @property
+    def has_fixed_val(self) -> bool:
+        """True when the dataset ships its own validation split (``val_x``, ``val_y``)."""
+        return self.val_x is not None
 
     @property
     def num_classes(self) -> int:
@@ -62,11 +102,24 @@ class ImageDataset:
         return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
 
     def content_hash(self) -> str:
-        """sha256 over images and labels: identifies the exact data a model was trained on."""
+        """sha256 over images and labels: identifies the exact data a model was trained on.
+
+        The optional fields (fixed validation split, identities, the leakage-audit flag) are
+        hashed too, each only when present, so datasets without them keep their hash."""
         h = hashlib.sha256()
         for t in (self.train_x, self.train_y, self.test_x, self.test_y):
             h.update(str(tuple(t.shape)).encode())
             h.update(t.contiguous().numpy().tobytes())
+        optional = {"val_x": self.val_x, "val_y": self.val_y, "train_groups": self.train_groups,
+                    "val_groups": self.val_groups, "test_groups": self.test_groups}
+        for key, t in optional.items():
+            if t is not None:
+                h.update(f"{key}{tuple(t.shape)}".encode())
+                h.update(t.contiguous().numpy().tobytes())
+        if self.group_names:
+            h.update(("group_names:" + "\n".join(self.group_names)).encode())
+        if self.leakage_audit:
+            h.update(b"leakage_audit")
         return h.hexdigest()
 
 

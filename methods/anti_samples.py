@@ -256,6 +256,19 @@ def anti_samples(
     return model
 
 
+#: TUNING — how the ``tuned`` tables below were chosen, on the validation split D_v only (never test
+#: data). For each task, variant and seed 0, 1, 2 the method was run from the task's cached original
+#: and scored on D_v: score = (accuracy on D_v's images of the kept classes) − (mean over forget
+#: classes c of the accuracy on D_v's images of class c); the oracle, which never predicts a removed
+#: class, scores its kept-class accuracy. The configuration with the best mean score over the three
+#: seeds was kept. Digits grid: unlearn_scale_lr ∈ {1, 2, 3, 5, 8} × local_variance ∈ {1, 5} ×
+#: batch_size ∈ {32, 64, 128} at 5 epochs; for the 30% variant also unlearn_scale_lr ∈ {8, 10, 12, 15}
+#: × batch_size ∈ {32, 64} × epochs ∈ {5, 10}. Digits is ~100× smaller than the paper's datasets, so
+#: the paper's batch of 128 leaves only ~4 (30%) or ~11 (100%) steps per epoch: every digits choice
+#: uses smaller batches and a larger lr than the paper. Fashion-MNIST: the paper's values (AllCNN
+#: table: scale_lr 2.0 / 1.4, local_variance 1 / 5, p 0.95, T 20, batch 128, 5 epochs) were run on
+#: seed 0 and already drive the validation forget-class accuracy to 0 while the kept-class accuracy
+#: rises towards the oracle's, so they are kept unchanged for LeNet.
 BOUNDS = {
     "unlearn_scale_lr": (0.0, None), "local_variance": (0.0, None), "p": (0.0, 1.0),
     "tail_randomized": (1, None), "size_multiplier": (1, None), "eps": (0.0, None),
@@ -267,10 +280,27 @@ PAPER = ("Mondal & Samanta 2024, A Novel Anti-Sample Generation Technique for Ef
 method(
     name="anti_samples_30", uses=("forget", "retain_fraction"), paper=PAPER, version=1,
     fixed={"retain_fraction": 0.3}, bounds=BOUNDS, applies_to=("classes",),
-    tuned={},
+    tuned={
+        # Digits (see TUNING): 30% of ~1,300 retain images gives ~4 batches of 128 per epoch, too
+        # few steps to forget with the paper's lr; smaller batches, a larger lr and (where the
+        # validation score asked for it) 10 epochs instead of 5.
+        "digits-cnn-class": {"unlearn_scale_lr": 8.0, "batch_size": 32, "epochs": 10},
+        "digits-cnn-multiclass": {"unlearn_scale_lr": 10.0, "batch_size": 64, "epochs": 10},
+        # Fashion-MNIST: the paper's own values (config_munge.py, AllCNN table, 30% column), kept
+        # as they are — on the validation split they already forget (see TUNING).
+        "fmnist-lenet-class": {"unlearn_scale_lr": 2.0, "local_variance": 1.0},
+        "fmnist-lenet-multiclass": {"unlearn_scale_lr": 2.0, "local_variance": 1.0},
+    },
 )(anti_samples)
 method(
     name="anti_samples_100", uses=("forget", "retain_fraction"), paper=PAPER, version=1,
     fixed={"retain_fraction": 1.0}, bounds=BOUNDS, applies_to=("classes",),
-    tuned={},
+    tuned={
+        # Digits (see TUNING).
+        "digits-cnn-class": {"unlearn_scale_lr": 5.0, "local_variance": 5.0, "batch_size": 32},
+        "digits-cnn-multiclass": {"unlearn_scale_lr": 8.0, "local_variance": 1.0, "batch_size": 32},
+        # Fashion-MNIST: the paper's own values (AllCNN table, 100% column), kept as they are.
+        "fmnist-lenet-class": {"unlearn_scale_lr": 1.4, "local_variance": 5.0},
+        "fmnist-lenet-multiclass": {"unlearn_scale_lr": 1.4, "local_variance": 5.0},
+    },
 )(anti_samples)

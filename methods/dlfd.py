@@ -146,7 +146,16 @@ def _monitor_subset(split: Split, n: int, seed: int, purpose: str) -> Split:
         "forget_threshold": (0.0, 0.5), "max_forgetting_score": (0.0, 0.5), "ot_reg": (1e-6, None),
         "ot_iterations": (1, None), "eval_every": (1, None), "monitor_samples": (MIN_CV_PER_SIDE, None),
     },
-    tuned={},
+    # Digits (smoke tests): chosen on the validation split, seeds 0-2, by NoMUS on validation,
+    # ½·val_acc + ½·(1 − 2·s_val) (s_val: forgetting score of the full forget set vs the validation
+    # split), from perturbation_strength ∈ {0.01, 0.05, 0.1, 0.4} × perturbation_steps ∈ {2, 4} ×
+    # eval_every ∈ {5, 6, 12} × lr ∈ {0.002, 0.008}; few steps and evaluations keep a run near a
+    # CPU-second (the reference's 15 steps and an attack per batch take ~3 CPU-s here).
+    tuned={
+        "digits-cnn-class": {"perturbation_steps": 2, "perturbation_strength": 0.05, "eval_every": 12},
+        "digits-cnn-multiclass": {"perturbation_steps": 2, "perturbation_strength": 0.05, "eval_every": 12},
+        "digits-cnn-random10": {"perturbation_steps": 2, "perturbation_strength": 0.1, "eval_every": 12},
+    },
 )
 def dlfd(
     model: nn.Module, data: MethodData, *, device: torch.device,

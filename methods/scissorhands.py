@@ -22,8 +22,11 @@ step −ηg then does not decrease L on M_k). When violated, g is replaced by th
 
     v* = argmin_v ½ vᵀ(GᵀG + εI)v + (Gᵀg)ᵀv   s.t.  v ≥ margin,      g̃ = G v* + g,
 
-with margin = 0.5 and ε = 10⁻³ as in the reference (the GEM code's constants). Its KKT conditions
-give Gᵀg̃ = μ − εv* with μ ≥ 0: every constraint holds up to the ridge term's slack εv*_k.
+with ε = 10⁻³ and, by default, margin = 0.5 as in the reference (both are the GEM code's constants).
+Its KKT conditions give Gᵀg̃ = μ − εv* with μ ≥ 0: every constraint holds up to the ridge term's
+slack εv*_k. With margin = 0 this is the exact dual of the paper's projection
+min_g̃ ½‖g̃ − g‖² s.t. Gᵀg̃ ≥ 0; a positive margin forces at least ``margin``·Σ_k g_k of extra
+forget ascent into every projected step (the GEM code's "memory strength").
 
 Adapter choices and where they differ from the reference code (``Classification/unlearn/SHs_*.py``):
 
@@ -37,10 +40,16 @@ Adapter choices and where they differ from the reference code (``Classification/
   (strict ``s > τ``), so with tied saliencies (e.g. zero gradients of dead units) fewer than the
   top (1 − sparsity) may be reset; the reference's fallback threshold ``(max − min)/2`` for a
   degenerate quantile is not reproduced.
-* The memory is recomputed at the start of every epoch from a frozen copy of the current model
-  (at epoch 0 this is the trimmed model), as in the reference; each column is the gradient of one
-  batch (the reference accumulates ``.grad`` across its memory batches without zeroing, so its
-  k-th column is a running sum).
+* The memory is computed once, on the trimmed model (a frozen copy of it: eval mode, weights at
+  the end of phase 1), as the paper describes. The reference code recomputes it at the start of
+  every epoch from the current model; ``refresh_memory=True`` does that. Each column is the
+  gradient of one batch (the reference accumulates ``.grad`` across its memory batches without
+  zeroing, so its k-th column is a running sum).
+* ``margin`` is a hyperparameter (default 0.5, the reference's constant). On the small networks
+  without batch norm the forced ``margin``·G ascent destabilises the repair (retain accuracy
+  collapses on some seeds), so the tuned values there use a smaller margin; see ``tuned``.
+* The saliency is computed in eval mode (the reference's mode there is whatever its caller left),
+  so forget batches never enter batch-norm running statistics.
 * The QP is solved with SciPy (non-negative least squares after a change of variables, exact for
   this strictly convex problem) instead of ``quadprog``.
 * Optimizer: SGD with momentum 0.9 and weight decay 5·10⁻⁴ (the reference's optimizer and its
@@ -107,7 +116,8 @@ def connection_sensitivity(
 ) -> dict[str, torch.Tensor]:
     """SNIP saliency of every eligible parameter: s = |θ| ⊙ Σ_b |∂CE(f_θ(x_b), y_b)/∂θ|.
 
-    Summed over ``prune_num`` shuffled forget batches b (mean cross-entropy per batch).
+    Summed over ``prune_num`` shuffled forget batches b (mean cross-entropy per batch), in the
+    model's current mode (the method calls it in eval mode).
     """
     named = eligible_named(model)
     params = [p for _, p in named]
@@ -238,14 +248,14 @@ def write_flat_grad(params: list[nn.Parameter], flat: torch.Tensor) -> None:
     bounds={
         "epochs": (1, None), "lr": (0.0, None), "batch_size": (1, None), "sparsity": (0.0, 0.999999),
         "lam": (0.0, None), "memory_num": (1, None), "prune_num": (1, None), "momentum": (0.0, 0.999999),
-        "weight_decay": (0.0, None),
+        "weight_decay": (0.0, None), "margin": (0.0, None),
     },
 )
 def scissorhands(
     model: nn.Module, data: MethodData, *, device: torch.device,
     epochs: int = 10, lr: float = 1e-3, batch_size: int = 256, sparsity: float = 0.9, lam: float = 0.1,
     memory_num: int = 1, prune_num: int = 1, momentum: float = 0.9, weight_decay: float = 5e-4,
-    refresh_memory: bool = False,
+    margin: float = GEM_MARGIN, refresh_memory: bool = False,
 ) -> nn.Module:
     """Trim the parameters most sensitive to D_f (SNIP), then repair on D_r with GEM-projected steps.
 
@@ -254,9 +264,10 @@ def scissorhands(
        ``sparsity`` quantile are re-initialized (weights Kaiming-uniform a=√5, biases 0).
     2. ``epochs`` epochs of SGD (momentum ``momentum``, weight decay ``weight_decay``, lr ``lr``)
        on CE(B_r) − λ·CE(B_f) over retain batches zipped with forget batches, λ = ``lam``; the
-       eligible part of the gradient is GEM-projected against ``memory_num`` forget-ascent
-       gradients of the epoch's frozen model whenever some gᵀg_k < 0; plain CE(B_r) steps after
-       the forget batches run out. Defaults: the reference's SVHN class-removal setting.
+       eligible part of the gradient is GEM-projected (dual variables ≥ ``margin``) against
+       ``memory_num`` forget-ascent gradients of the frozen trimmed model (of each epoch's model
+       with ``refresh_memory``) whenever some gᵀg_k < 0; plain CE(B_r) steps after the forget
+       batches run out. Defaults: the reference's SVHN class-removal setting.
     See the module docstring for the equations and the differences from the reference code.
     """
     if data.forget is None or data.retain is None:
@@ -265,8 +276,8 @@ def scissorhands(
     named = eligible_named(model)
     params = [p for _, p in named]
 
-    # Phase 1: trim.
-    model.train()
+    # Phase 1: trim (eval mode: the deployed model's saliency; batch-norm statistics stay untouched).
+    model.eval()
     saliency = connection_sensitivity(model, data.forget, prune_num=prune_num, batch_size=batch_size,
                                       device=device, g=generator(data.seed, "scissorhands", "snip"))
     reinitialize(model, trim_masks(saliency, sparsity), generator(data.seed, "scissorhands", "reinit"))
@@ -281,7 +292,7 @@ def scissorhands(
             memories = memory_gradients(model, data.forget, memory_num=memory_num, batch_size=batch_size,
                                         device=device, g=g_mem)
         model.train()
-        forget_iter = iter(list(batches(data.forget, batch_size, device=device, shuffle=True, g=g_order)))
+        forget_iter = batches(data.forget, batch_size, device=device, shuffle=True, g=g_order)
         for x_r, y_r in batches(data.retain, batch_size, device=device, shuffle=True, g=g_order):
             pair = next(forget_iter, None)
             opt.zero_grad(set_to_none=True)
@@ -293,6 +304,6 @@ def scissorhands(
                 loss.backward()
                 grad = flat_grad(params)
                 if bool((grad @ memories < 0).any()):
-                    write_flat_grad(params, project_to_cone(grad, memories))
+                    write_flat_grad(params, project_to_cone(grad, memories, margin=margin))
             opt.step()
     return model

@@ -1,4 +1,6 @@
-"""The leaderboard reporter, on result rows built by hand (no training, no files but tmp_path)."""
+"""The leaderboard reporter, on result rows built by hand (no training, no files but tmp_path).
+
+Tests of the page text render without plots (:func:`render`, faster); the plot tests render them."""
 from __future__ import annotations
 
 import math
@@ -7,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy import stats
+
 from bench import report
+from bench.claims import CLAIMS, Claim, validate_claims
 from bench.report import GENERATED_HEADER, aggregate, render_report, write_report
 
 CLASS_TASK = "digits-cnn-class"
@@ -114,16 +119,24 @@ def hand_avg_gap(values: dict[str, dict[str, list[float]]], method: str) -> floa
     return sum(per_seed) / len(per_seed)
 
 
+def render(df: pd.DataFrame, **kw) -> dict[str, str]:
+    """The pages without plots (the page-text tests do not need them)."""
+    return render_report(df, plots=False, **kw)
+
+
 def test_every_page_says_it_is_generated():
-    pages = render_report(store())
+    pages = render(store())
     assert set(pages) == {"index.md", f"{CLASS_TASK}.md", f"{RANDOM_TASK}.md"}
+    with_plots = render_report(store())
+    assert set(with_plots) == set(pages) | {f"plots/{CLASS_TASK}-tradeoff.svg", f"plots/{CLASS_TASK}-runtime.svg",
+                                            f"plots/{RANDOM_TASK}-tradeoff.svg"}  # RANDOM_VALUES have no runtimes
     for text in pages.values():
         assert text.splitlines()[0] == GENERATED_HEADER
         assert text.endswith("\n") and not text.endswith("\n\n")
 
 
 def test_reference_rows_are_pinned_first_and_labelled():
-    page = render_report(store())[f"{CLASS_TASK}.md"]
+    page = render(store())[f"{CLASS_TASK}.md"]
     for heading in ("Summary", "All metrics", "Hyperparameters"):
         methods = column(table_rows(page, heading), "method")
         assert methods[:2] == ["original (reference)", "oracle (reference)"], heading
@@ -146,7 +159,7 @@ def test_ranking_by_per_seed_avg_gap_not_by_difference_of_means():
         assert agg.loc[m, "avg_gap_mean"] == pytest.approx(value)
     assert agg.loc["oracle", "avg_gap_mean"] == 0.0
 
-    summary = table_rows(render_report(store())[f"{CLASS_TASK}.md"], "Summary")
+    summary = table_rows(render(store())[f"{CLASS_TASK}.md"], "Summary")
     assert column(summary, "method")[2:] == ["neggrad", "finetune"]
     assert column(summary, "#")[2:] == ["1", "2"]
     assert column(summary, "avg_gap")[3] == f"{expected['finetune']:.3f} ± {np.std([0.11, 0.0, 0.11], ddof=1):.3f}"
@@ -170,17 +183,20 @@ def test_gap_is_taken_against_the_oracle_of_the_same_seed():
     assert agg.loc["neggrad", "forget_accuracy_gap"] == pytest.approx(0.03)
     assert agg.loc["neggrad", "seeds"] == 2
 
-    metrics = table_rows(render_report(store())[f"{CLASS_TASK}.md"], "All metrics")
+    metrics = table_rows(render(store())[f"{CLASS_TASK}.md"], "All metrics")
     header = metrics[0]
     finetune = next(r for r in metrics[1:] if r[0] == "finetune")
-    assert finetune[header.index("Δ forget_accuracy ↓")] == "Δ 0.133"
+    # ± the 95% CI half-width of the mean gap over seeds (scipy's Student-t interval, by hand)
+    gaps = [0.2, 0.0, 0.2]
+    low, high = stats.t.interval(0.95, len(gaps) - 1, loc=np.mean(gaps), scale=stats.sem(gaps))
+    assert finetune[header.index("Δ forget_accuracy ↓")] == f"Δ 0.133 ± {(high - low) / 2:.3f}"
     assert finetune[header.index("forget_accuracy")] == "0.200 ± 0.100"
     # goal "min"/"max" metrics have no gap column
     assert not any(h.startswith("Δ runtime_seconds") or h.startswith("Δ speedup") for h in header)
 
 
 def test_number_formats():
-    summary = table_rows(render_report(store())[f"{CLASS_TASK}.md"], "Summary")
+    summary = table_rows(render(store())[f"{CLASS_TASK}.md"], "Summary")
     finetune = summary[[r[1] for r in summary].index("finetune")]
     assert finetune[summary[0].index("runtime_seconds ↓")] == "1.50 ± 0.50"
     assert finetune[summary[0].index("speedup ↑")] == f"{np.mean([10.0, 11 / 1.5, 6.0]):.1f}× ± {np.std([10.0, 11 / 1.5, 6.0], ddof=1):.1f}"
@@ -191,47 +207,60 @@ def test_number_formats():
 
 
 def test_failed_run_is_listed_with_the_first_line_of_its_error():
-    page = render_report(store())[f"{CLASS_TASK}.md"]
+    page = render(store())[f"{CLASS_TASK}.md"]
     failed = table_rows(page, "Failed runs")
     assert failed[1:] == [["neggrad", "1", "2", "`RuntimeError: loss became NaN at step 12`"]]
     assert "Traceback" not in page
-    assert "## Failed runs\n\nNone." in render_report(store())[f"{RANDOM_TASK}.md"]
+    assert "## Failed runs\n\nNone." in render(store())[f"{RANDOM_TASK}.md"]
 
 
 def test_failed_run_retried_successfully_is_not_listed():
     retry = [row(CLASS_TASK, "neggrad", 2, m, v, timestamp="2025-03-05T00:00:00Z")
              for m, v in (("forget_accuracy", 0.33), ("retain_accuracy", 0.96))]
-    page = render_report(store(retry))[f"{CLASS_TASK}.md"]
+    page = render(store(retry))[f"{CLASS_TASK}.md"]
     assert "## Failed runs\n\nNone." in page
 
 
 def test_output_is_deterministic_and_independent_of_row_order():
     df = store()
-    first = render_report(df)
-    assert render_report(df) == first
+    first = render(df)
+    assert render(df) == first
     shuffled = df.sample(frac=1.0, random_state=7).reset_index(drop=True)
     assert not shuffled["run_id"].equals(df["run_id"])
-    assert render_report(shuffled) == first
-    assert render_report(shuffled[list(reversed(df.columns))]) == first
+    assert render(shuffled) == first
+    assert render(shuffled[list(reversed(df.columns))]) == first
 
 
-def test_write_report_writes_index_and_one_page_per_task(tmp_path):
+def test_write_report_writes_index_pages_and_plots(tmp_path):
     out = tmp_path / "leaderboard"
     out.mkdir()
     (out / "plot.png").write_bytes(b"not ours")
     paths = write_report(store(), out)
-    assert paths == [out / "index.md", out / f"{CLASS_TASK}.md", out / f"{RANDOM_TASK}.md"]
     pages = render_report(store())
+    assert paths == [out / name for name in pages]
+    assert paths[:3] == [out / "index.md", out / f"{CLASS_TASK}.md", out / f"{RANDOM_TASK}.md"]
     for path in paths:
-        assert path.read_text(encoding="utf-8") == pages[path.name]
-    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in paths] + ["plot.png"])
+        assert path.read_bytes() == pages[path.relative_to(out).as_posix()].encode("utf-8")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted([*pages, "plot.png"])
     assert (out / "plot.png").read_bytes() == b"not ours"
     write_report(store(), out)  # overwriting is fine
     assert (out / "index.md").read_text(encoding="utf-8") == pages["index.md"]
 
 
+def test_write_report_removes_generated_files_it_no_longer_produces(tmp_path):
+    out = tmp_path / "leaderboard"
+    write_report(store(), out)
+    assert (out / f"{RANDOM_TASK}.md").exists() and (out / "plots" / f"{RANDOM_TASK}-tradeoff.svg").exists()
+    (out / "notes.md").write_text("# my notes, not generated\n", encoding="utf-8")
+    write_report(store()[lambda d: d["task"] == CLASS_TASK], out)
+    assert not (out / f"{RANDOM_TASK}.md").exists() and not (out / "plots" / f"{RANDOM_TASK}-tradeoff.svg").exists()
+    assert (out / "notes.md").exists() and (out / f"{CLASS_TASK}.md").exists()
+    assert report.generated_files(out) == sorted(["index.md", f"{CLASS_TASK}.md", f"plots/{CLASS_TASK}-runtime.svg",
+                                                  f"plots/{CLASS_TASK}-tradeoff.svg"])
+
+
 def test_index_lists_tasks_with_best_method_counts_and_latest_date():
-    index = render_report(store())["index.md"]
+    index = render(store())["index.md"]
     header, _, *rows = [[c.strip() for c in ln.strip("|").split(" | ")] for ln in index.splitlines() if ln.startswith("|")]
     assert [r[0] for r in rows] == [f"[{CLASS_TASK}]({CLASS_TASK}.md)", f"[{RANDOM_TASK}]({RANDOM_TASK}.md)"]
     cls = dict(zip(header, rows[0]))
@@ -249,7 +278,7 @@ def test_index_lists_tasks_with_best_method_counts_and_latest_date():
 def test_task_header_comes_from_the_registry():
     from bench.tasks import TASKS
 
-    page = render_report(store())[f"{CLASS_TASK}.md"]
+    page = render(store())[f"{CLASS_TASK}.md"]
     task = TASKS.get(CLASS_TASK)
     assert task.description in page
     assert f"- **Forget:** {task.forget.describe()}" in page
@@ -259,7 +288,7 @@ def test_task_header_comes_from_the_registry():
 
 def test_unknown_task_falls_back_to_avg_gap():
     extra = rows_of("my-private-task", RANDOM_VALUES)
-    pages = render_report(store(extra))
+    pages = render(store(extra))
     page = pages["my-private-task.md"]
     assert page.splitlines()[0] == GENERATED_HEADER
     assert "Not a registered task" in page and "- **Ranking metric:** `avg_gap`" in page
@@ -270,7 +299,7 @@ def test_unknown_task_falls_back_to_avg_gap():
 
 def test_unregistered_metric_is_shown_without_a_gap():
     extra = [row(CLASS_TASK, m, s, "my_score", 2.0 + s) for m in ("oracle", "finetune") for s in SEEDS]
-    page = render_report(store(extra))[f"{CLASS_TASK}.md"]
+    page = render(store(extra))[f"{CLASS_TASK}.md"]
     metrics = table_rows(page, "All metrics")
     assert "my_score" in metrics[0] and "Δ my_score ↓" not in metrics[0]
     assert column(metrics, "my_score")[column(metrics, "method").index("finetune")] == "3.000 ± 1.000"
@@ -284,11 +313,11 @@ def test_seed_without_oracle_gives_na_and_a_note():
     # finetune's gap averages over seeds 0 and 1 only
     assert agg.loc["finetune", "forget_accuracy_gap"] == pytest.approx(0.1)
     assert agg.loc["finetune", "avg_gap_seeds"] == 2
-    page = render_report(df)[f"{CLASS_TASK}.md"]
+    page = render(df)[f"{CLASS_TASK}.md"]
     assert "Seeds without an oracle run: 2." in page
 
     no_oracle = df[~((df["task"] == CLASS_TASK) & (df["method"] == "oracle"))]
-    page = render_report(no_oracle)[f"{CLASS_TASK}.md"]
+    page = render(no_oracle)[f"{CLASS_TASK}.md"]
     summary = table_rows(page, "Summary")
     assert set(column(summary, "avg_gap")) == {"n/a"} and set(column(summary, "#")[1:]) == {"–"}
     assert "No oracle run" in page
@@ -301,10 +330,10 @@ def test_only_the_latest_versions_are_reported():
     agg = aggregate(df, CLASS_TASK)
     assert agg.loc["finetune", "forget_accuracy_mean"] == pytest.approx(0.2)
     assert agg.loc["finetune", "method_version"] == 1
-    page = render_report(df)[f"{CLASS_TASK}.md"]
+    page = render(df)[f"{CLASS_TASK}.md"]
     assert "3 rows of older task versions (0) were left out." in page
     assert "3 rows of older versions of `finetune` (0) were left out." in page
-    assert render_report(store()) != render_report(df)
+    assert render(store()) != render(df)
 
 
 def test_a_later_rerun_of_the_same_seed_supersedes_the_earlier_one():
@@ -314,7 +343,7 @@ def test_a_later_rerun_of_the_same_seed_supersedes_the_earlier_one():
     agg = aggregate(store(rerun), CLASS_TASK)
     assert agg.loc["finetune", "seeds"] == 3
     assert agg.loc["finetune", "forget_accuracy_gap"] == pytest.approx(0.2 / 3)
-    assert "rows of runs superseded" in render_report(store(rerun))[f"{CLASS_TASK}.md"]
+    assert "rows of runs superseded" in render(store(rerun))[f"{CLASS_TASK}.md"]
 
 
 def test_several_hyperparameter_sets_are_separate_entries():
@@ -322,7 +351,7 @@ def test_several_hyperparameter_sets_are_separate_entries():
              for m, v in CLASS_VALUES["finetune"].items() for s in SEEDS]
     agg = aggregate(store(extra), CLASS_TASK)
     assert {"finetune #1", "finetune #2"} <= set(agg.index)
-    hp = table_rows(render_report(store(extra))[f"{CLASS_TASK}.md"], "Hyperparameters")
+    hp = table_rows(render(store(extra))[f"{CLASS_TASK}.md"], "Hyperparameters")
     shown = dict(zip(column(hp, "method"), column(hp, "hyperparameters")))
     assert shown["finetune #1"] == '`{"lr": 0.01}`' and shown["finetune #2"] == '`{"lr": 0.1}`'
 
@@ -333,19 +362,174 @@ def test_max_goal_ranking_metric_ranks_descending(monkeypatch):
     monkeypatch.setattr(report, "ranking_metric", lambda task: "nomus")
     agg = aggregate(store(extra), CLASS_TASK)
     assert list(agg.index) == ["original", "oracle", "finetune", "neggrad"]
-    summary = table_rows(render_report(store(extra))[f"{CLASS_TASK}.md"], "Summary")
+    summary = table_rows(render(store(extra))[f"{CLASS_TASK}.md"], "Summary")
     assert summary[0][4] == "nomus ↑ (rank)" and column(summary, "nomus")[2] == "0.700 ± 0.000"
 
 
 def test_rows_without_the_store_schema_are_refused():
     with pytest.raises(ValueError, match="lacks the columns"):
-        render_report(store().drop(columns=["seed"]))
+        render(store().drop(columns=["seed"]))
     bad = store()
     bad.loc[0, "status"] = "crashed"
     with pytest.raises(ValueError, match="unknown run status"):
-        render_report(bad)
+        render(bad)
 
 
 def test_empty_store_gives_an_index_only():
-    pages = render_report(store().iloc[0:0])
+    pages = render(store().iloc[0:0])
     assert list(pages) == ["index.md"] and "No results yet" in pages["index.md"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Confidence intervals and noise between ranks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_confidence_intervals_match_scipy():
+    agg = aggregate(store(), CLASS_TASK)
+    for entry, metric, column in (("finetune", "avg_gap", "avg_gap_ci"), ("finetune", "forget_accuracy", "forget_accuracy_ci")):
+        if metric == "avg_gap":
+            per_seed = [sum(abs(CLASS_VALUES[entry][m][s] - CLASS_VALUES["oracle"][m][s]) for m in ACC) / 4 for s in SEEDS]
+        else:
+            per_seed = CLASS_VALUES[entry][metric]
+        low, high = stats.t.interval(0.95, len(per_seed) - 1, loc=np.mean(per_seed), scale=stats.sem(per_seed))
+        assert agg.loc[entry, column] == pytest.approx((high - low) / 2)
+    assert agg.loc["finetune", "ranking_ci"] == agg.loc["finetune", "avg_gap_ci"]
+    one_seed = store()[lambda d: d["seed"] == 0]
+    assert math.isnan(aggregate(one_seed, CLASS_TASK).loc["finetune", "avg_gap_ci"])
+
+
+def test_paired_test_between_adjacent_ranks_matches_scipy():
+    agg = aggregate(store(), RANDOM_TASK)
+    assert list(agg.index[2:]) == ["finetune", "neggrad"]
+    per_seed = {m: [sum(abs(RANDOM_VALUES[m][k][s] - RANDOM_VALUES["oracle"][k][s]) for k in ACC) / 4 for s in SEEDS]
+                for m in ("finetune", "neggrad")}
+    expected = stats.ttest_rel(per_seed["finetune"], per_seed["neggrad"]).pvalue
+    assert agg.loc["neggrad", "p_vs_above"] == pytest.approx(expected)
+    assert agg.loc["neggrad", "seeds_vs_above"] == 3
+    assert bool(agg.loc["neggrad", "within_noise"]) == (expected >= 0.05)
+    assert pd.isna(agg.loc["finetune", "within_noise"]) and pd.isna(agg.loc["oracle", "within_noise"])
+
+
+def test_paired_test_degenerate_cases():
+    a = pd.Series([0.125, 0.25, 0.375], index=[0, 1, 2])  # exact binary fractions: exact differences
+    assert report.paired_t_test(a, a) == (1.0, 3)  # identical on every seed
+    assert report.paired_t_test(a + 0.5, a) == (0.0, 3)  # the same difference on every seed
+    p, n = report.paired_t_test(a, pd.Series([0.5], index=[0]))
+    assert math.isnan(p) and n == 1  # one shared seed: untestable
+    b = pd.Series([0.15, 0.18, 0.4], index=[0, 1, 2])
+    assert report.paired_t_test(a, b)[0] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+
+
+def test_noise_is_stated_on_the_task_page_and_the_index():
+    pages = render(store())
+    summary = table_rows(pages[f"{RANDOM_TASK}.md"], "Summary")
+    agg = aggregate(store(), RANDOM_TASK)
+    p = float(agg.loc["neggrad", "p_vs_above"])
+    cell = f"p {p:.3f}" if p >= 0.001 else "p < 0.001"
+    assert column(summary, "vs.") == ["–", "–", "–", cell if p < 0.05 else f"≈ {cell}"]
+    assert column(summary, "95%") [2] == f"± {agg.loc['finetune', 'avg_gap_ci']:.3f}"
+    # the class task: neggrad has seeds 0 and 1, finetune 0, 1 and 2 → paired over the two shared seeds
+    class_agg = aggregate(store(), CLASS_TASK)
+    assert class_agg.loc["finetune", "seeds_vs_above"] == 2
+
+    index = pages["index.md"]
+    assert "## Which rank differences are within noise" in index and "paired t-test" in index
+    line = next(ln for ln in index.splitlines() if ln.startswith(f"- [{RANDOM_TASK}]"))
+    sep = "≈" if p >= 0.05 else "›"
+    ft, ng = agg.loc["finetune"], agg.loc["neggrad"]
+    assert (f"1. finetune {ft['ranking_value']:.3f} ± {ft['ranking_ci']:.3f} {sep} "
+            f"2. neggrad {ng['ranking_value']:.3f} ± {ng['ranking_ci']:.3f}") in line
+    assert line.endswith(f"{int(p >= 0.05)} of 1 adjacent difference within noise.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reported (paper) beside measured
+# ---------------------------------------------------------------------------------------------
+
+FIXTURE_CLAIMS = (
+    Claim(CLASS_TASK, "finetune", "forget_accuracy", 0.25, "Test paper 2099, Table 9", "fixture: recipe differs"),
+    Claim(CLASS_TASK, "scar", "test_accuracy", 0.5, "Test paper 2099, Figure 2"),
+    Claim(RANDOM_TASK, "finetune", "test_accuracy", 0.88, "Other paper, Table 1"),
+)
+
+
+def test_claims_are_shown_beside_the_measured_numbers_with_their_source():
+    pages = render(store(), claims=FIXTURE_CLAIMS)
+    table = table_rows(pages[f"{CLASS_TASK}.md"], "Reported in papers vs. measured here")
+    assert table[0] == ["method", "metric", "reported (paper)", "measured here", "source", "note"]
+    assert table[1] == ["finetune", "forget_accuracy", "0.250", "0.200 ± 0.100 (3 seeds)", "Test paper 2099, Table 9",
+                        "fixture: recipe differs"]
+    assert table[2] == ["scar", "test_accuracy", "0.500", "not measured here", "Test paper 2099, Figure 2", "—"]
+    random_table = table_rows(pages[f"{RANDOM_TASK}.md"], "Reported in papers vs. measured here")
+    assert [r[0] for r in random_table[1:]] == ["finetune"] and random_table[1][2] == "0.880"
+    # no claims, no section
+    assert "Reported in papers" not in render(store(), claims=())[f"{CLASS_TASK}.md"]
+
+
+def test_published_claims_are_valid_and_bad_claims_are_refused():
+    validate_claims(CLAIMS)  # the real table
+    validate_claims(FIXTURE_CLAIMS)
+    with pytest.raises(ValueError, match="(?s)unknown task 'cifar11-resnet18-class'.*unknown metric 'accuracy'"):
+        validate_claims([Claim("cifar11-resnet18-class", "finetune", "accuracy", 0.9, "paper")])
+    with pytest.raises(ValueError, match="unknown method 'salun'"):
+        validate_claims([Claim(CLASS_TASK, "salun", "test_accuracy", 0.9, "paper")])
+    with pytest.raises(ValueError, match="listed twice"):
+        validate_claims([FIXTURE_CLAIMS[0], FIXTURE_CLAIMS[0]])
+    with pytest.raises(ValueError, match="finite"):
+        Claim(CLASS_TASK, "finetune", "test_accuracy", math.nan, "paper")
+    with pytest.raises(ValueError, match="non-empty source"):
+        Claim(CLASS_TASK, "finetune", "test_accuracy", 0.5, " ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plots_are_deterministic_linked_and_free_of_dates():
+    first = render_report(store())
+    assert render_report(store()) == first
+    shuffled = store().sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert render_report(shuffled) == first
+    svgs = {k: v for k, v in first.items() if k.endswith(".svg")}
+    for name, svg in svgs.items():
+        assert svg.startswith("<?xml") and "</svg>" in svg
+        assert "<dc:date>" not in svg and "Matplotlib" not in svg and "matplotlib.org" not in svg
+        page = first[name.split("/")[1].rsplit("-", 1)[0] + ".md"]
+        assert f"]({name})" in page  # linked from its task page
+    assert "Δ forget_accuracy" in svgs[f"plots/{CLASS_TASK}-tradeoff.svg"]  # class removal: forget accuracy
+    assert "Δ mia_efficacy" in svgs[f"plots/{RANDOM_TASK}-tradeoff.svg"]  # random forgetting: MIA
+    assert "oracle training time" in svgs[f"plots/{CLASS_TASK}-runtime.svg"]
+    # another result moves a point: the plot changes
+    moved = store([row(CLASS_TASK, "finetune", 0, "test_accuracy", 0.5, run_id="late", timestamp="2025-05-01T00:00:00Z")])
+    assert render_report(moved)[f"plots/{CLASS_TASK}-tradeoff.svg"] != svgs[f"plots/{CLASS_TASK}-tradeoff.svg"]
+
+
+def test_plots_are_the_same_bytes_in_another_process(tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    df = store()
+    df.to_parquet(tmp_path / "rows.parquet")
+    code = ("import hashlib, json, sys, pandas as pd; from bench.report import render_report; "
+            "pages = render_report(pd.read_parquet(sys.argv[1])); "
+            "print(json.dumps({k: hashlib.sha256(v.encode()).hexdigest() for k, v in pages.items()}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "rows.parquet")], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent, env={"PYTHONHASHSEED": "123",
+                         "PATH": "/usr/bin:/bin", "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    import json
+
+    here = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in render_report(df).items()}
+    assert json.loads(out.stdout) == here
+
+
+def test_no_plot_without_an_oracle():
+    no_oracle = store()[lambda d: d["method"] != "oracle"]
+    pages = render_report(no_oracle)
+    assert f"plots/{CLASS_TASK}-tradeoff.svg" not in pages  # no gap to the oracle, no trade-off
+    assert f"plots/{CLASS_TASK}-runtime.svg" in pages  # runtimes exist; no oracle line
+    assert "oracle training time" not in pages[f"plots/{CLASS_TASK}-runtime.svg"]
+    assert f"(plots/{CLASS_TASK}-tradeoff.svg)" not in pages[f"{CLASS_TASK}.md"]

@@ -1,0 +1,229 @@
+"""``bench perf`` (bench/perf.py): table structure, Parquet round trip, ratio and goal arithmetic,
+equal image counts across pipelines, and the command end to end on the SYNTHETIC task.
+
+No test asserts a timing: the numbers depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from bench import perf
+from bench.cli import main
+from bench.data import build_task_data
+from bench.perf import GOALS, PERF_COLUMNS, PerfRow, Timing
+from bench.references import dataset_facts, model_factory
+from bench.tasks import TASKS, Task, get_task
+
+CPU = torch.device("cpu")
+
+
+def rows_for(task: Task) -> list[PerfRow]:
+    return [
+        PerfRow(task.name, task.arch, "train_limit", 2000.0, "images/s", 640, "fastest of 2", 1.5),
+        PerfRow(task.name, task.arch, "train_ours", 1900.0, "images/s", 640, "fastest of 2", 1.5),
+        PerfRow(task.name, task.arch, "ratio_train_ours_limit", 0.95, "ratio", 640, "", 1.5),
+        PerfRow(task.name, task.arch, "ratio_eval_ours_limit", 0.5, "ratio", 100, "", 1.5),
+        PerfRow(task.name, task.arch, "ratio_train_ours_ref", 1.2, "ratio", 640, "", 1.5),
+        PerfRow(task.name, task.arch, "overhead_share", 0.25, "share", 0, "", 1.5),
+        PerfRow(task.name, task.arch, "peak_rss", float(3 * 2**20), "bytes", 0, "", 1.5),
+    ]
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def test_ratio() -> None:
+    assert perf.ratio(3.0, 2.0) == 1.5
+    assert math.isnan(perf.ratio(1.0, 0.0))
+    assert math.isnan(perf.ratio(float("nan"), 2.0))
+
+
+def test_timing_and_fastest() -> None:
+    assert Timing(500, 0.25).images_per_s == 2000.0
+    assert math.isnan(Timing(10, 0.0).images_per_s)
+    best = perf.fastest([Timing(100, 2.0), Timing(100, 0.5), Timing(100, 1.0)])
+    assert best.seconds == 0.5
+    with pytest.raises(ValueError, match="different image counts"):
+        perf.fastest([Timing(100, 1.0), Timing(99, 1.0)])
+    with pytest.raises(ValueError):
+        perf.fastest([])
+
+
+def test_goals_apply_where_the_issue_sets_them() -> None:
+    fmnist, digits = get_task("fmnist-lenet-class"), get_task("digits-cnn-class")
+    assert GOALS["ratio_train_ours_limit"].met(0.9) and not GOALS["ratio_train_ours_limit"].met(0.89)
+    assert GOALS["overhead_share"].met(0.10) and not GOALS["overhead_share"].met(0.11)
+    assert not GOALS["ratio_train_ours_ref"].met(float("nan"))
+    by_measure = {r.measure: perf.with_goal(r, fmnist) for r in rows_for(fmnist)}
+    assert (by_measure["ratio_train_ours_limit"]["goal"], by_measure["ratio_train_ours_limit"]["meets_goal"]) == (">= 0.9", True)
+    assert (by_measure["ratio_eval_ours_limit"]["goal"], by_measure["ratio_eval_ours_limit"]["meets_goal"]) == (">= 0.9", False)
+    assert (by_measure["ratio_train_ours_ref"]["goal"], by_measure["ratio_train_ours_ref"]["meets_goal"]) == (">= 1.5", False)
+    assert (by_measure["overhead_share"]["goal"], by_measure["overhead_share"]["meets_goal"]) == ("<= 0.1", False)
+    assert by_measure["train_ours"]["goal"] == "" and by_measure["train_ours"]["meets_goal"] is None
+    # The reference-pipeline and overhead goals are stated for Fashion-MNIST only.
+    on_digits = {r.measure: perf.with_goal(r, digits) for r in rows_for(digits)}
+    assert on_digits["ratio_train_ours_ref"]["meets_goal"] is None
+    assert on_digits["overhead_share"]["meets_goal"] is None
+    assert on_digits["ratio_train_ours_limit"]["meets_goal"] is True
+
+
+def test_batch_sizes_and_training_subset(synthetic_task: Task) -> None:
+    assert perf.batch_sizes(130, 64) == [64, 64, 2]
+    assert perf.batch_sizes(128, 64) == [64, 64]
+    td = build_task_data(synthetic_task, 0)
+    assert perf.training_subset(td.train, None, 32, 0) is td.train
+    sub = perf.training_subset(td.train, 2, 32, 0)
+    assert len(sub) == 64
+    assert len(perf.training_subset(td.train, 10_000, 32, 0)) == len(td.train)
+    again = perf.training_subset(td.train, 2, 32, 0)
+    assert torch.equal(sub.x, again.x) and torch.equal(sub.y, again.y)
+    with pytest.raises(ValueError, match="--steps"):
+        perf.training_subset(td.train, 0, 32, 0)
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def test_reference_dataset_feeds_the_same_normalized_images(synthetic_task: Task) -> None:
+    td = build_task_data(synthetic_task, 0)
+    _, mean, std = dataset_facts(td)
+    ds = perf.ReferenceImages(td.train, perf.reference_transform(mean, std))
+    assert len(ds) == len(td.train)
+    model = model_factory(td)()
+    for i in (0, 5, len(ds) - 1):
+        x, y = ds[i]
+        assert y == int(td.train.y[i])
+        ours = model.normalize(td.train.x[i:i + 1].float() / 255.0)[0]
+        torch.testing.assert_close(x, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_reference_and_ours_process_the_same_images(synthetic_task: Task) -> None:
+    td = build_task_data(synthetic_task, 0)
+    _, mean, std = dataset_facts(td)
+    init, recipe = model_factory(td), synthetic_task.recipe
+    sub = perf.training_subset(td.train, 3, recipe.batch_size, 0)
+    sub = sub.subset(torch.arange(len(sub) - 5))  # a partial last batch
+    sizes = perf.batch_sizes(len(sub), recipe.batch_size)
+    counts = {
+        "limit": perf.limit_train(init(), recipe, sizes, td.dataset.image_shape, td.dataset.num_classes, CPU).images,
+        "ours": perf.ours_train(init(), sub, recipe, seed=0, device=CPU).images,
+        "reference_w0": perf.reference_train(init(), sub, recipe, mean=mean, std=std, workers=0, seed=0, device=CPU).images,
+        "reference_w1": perf.reference_train(init(), sub, recipe, mean=mean, std=std, workers=1, seed=0, device=CPU).images,
+    }
+    assert counts == dict.fromkeys(counts, len(sub))
+    n = perf.eval_images(td)
+    assert perf.ours_eval(init(), td, CPU).images == n == perf.limit_eval(init(), n, td.dataset.image_shape, CPU).images
+
+
+def test_reference_pipeline_trains_the_model(synthetic_task: Task) -> None:
+    td = build_task_data(synthetic_task, 0)
+    _, mean, std = dataset_facts(td)
+    model = model_factory(td)()
+    before = [p.detach().clone() for p in model.parameters()]
+    perf.reference_train(model, td.train, synthetic_task.recipe, mean=mean, std=std, workers=0, seed=0, device=CPU)
+    assert isinstance(model.normalize, torch.nn.Identity)  # normalization moved into the transform
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_table_structure_and_parquet_round_trip(tmp_path: Path) -> None:
+    fmnist = get_task("fmnist-lenet-class")
+    df = perf.perf_table(rows_for(fmnist), {fmnist.name: fmnist}, device=CPU, threads=2, workers=2, repeats=2,
+                         timestamp="2026-01-02T03:04:05+00:00")
+    assert list(df.columns) == PERF_COLUMNS
+    assert len(df) == len(rows_for(fmnist))
+    assert set(df["device"]) == {"cpu"} and set(df["torch_version"]) == {torch.__version__}
+    assert set(df["threads"]) == {2} and set(df["workers"]) == {2}
+    path = perf.output_path(tmp_path / "perf", tmp_path / "results", "2026-01-02T03:04:05+00:00")
+    assert path == tmp_path / "perf" / "perf-20260102T030405Z.parquet"
+    assert perf.write_table(df, path) == path
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    back = perf.read_table(path)
+    pd.testing.assert_frame_equal(back, df)
+    assert pq.read_schema(path).remove_metadata().equals(perf.PERF_SCHEMA)
+    text = perf.format_table(df)
+    assert "ratio_train_ours_ref" in text and "NO" in text and "3 MiB" in text and "25.0%" in text
+
+
+def test_output_path_rules(tmp_path: Path) -> None:
+    stamp = "2026-01-02T03:04:05+00:00"
+    assert perf.output_path(tmp_path / "x.parquet", "results", stamp) == tmp_path / "x.parquet"
+    assert perf.output_path(None, tmp_path / "store" / "results", stamp) == tmp_path / "store" / "perf" / "perf-20260102T030405Z.parquet"
+
+
+def test_read_table_rejects_other_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1]}), path)
+    with pytest.raises(ValueError, match="not a bench perf table"):
+        perf.read_table(path)
+
+
+def test_task_json_round_trip(synthetic_task: Task) -> None:
+    import json
+
+    for name in ("digits-cnn-multiclass", "fmnist-lenet-random10"):
+        task = get_task(name)
+        assert perf.task_from_json(json.loads(json.dumps(perf.task_to_json(task)))) == task
+    assert perf.task_from_json(json.loads(json.dumps(perf.task_to_json(synthetic_task)))) == synthetic_task
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cli_perf_cuda_without_gpu_fails_loudly(capsys: pytest.CaptureFixture) -> None:
+    assert main(["perf", "--task", "digits-cnn-class", "--device", "cuda", "--rerun", "none"]) == 2
+    assert "--device cpu" in capsys.readouterr().err
+
+
+def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    TASKS.register(synthetic_task.name, synthetic_task)
+    try:
+        rc = main([
+            "perf", "--task", synthetic_task.name, "--steps", "3", "--repeats", "2", "--threads", "1", "--workers", "1",
+            "--method", "finetune", "--rerun", synthetic_task.name, "--rerun-methods", "original", "--rerun-seeds", "0",
+            "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "perf"),
+        ])
+    finally:
+        TASKS._entries.pop(synthetic_task.name, None)
+    out = capsys.readouterr().out
+    assert rc == 0
+    (path,) = (tmp_path / "perf").glob("perf-*.parquet")
+    assert f"perf table: {path.resolve()}" in out
+    assert not (tmp_path / "results").exists()  # --results is only read (copied) for the re-run
+    df = perf.read_table(path)
+    value = dict(zip(df["measure"], df["value"]))
+    images = dict(zip(df["measure"], df["images"]))
+    assert list(df["measure"]) == [
+        "train_limit", "train_ours", "train_reference_w0", "train_reference_w1", "eval_limit", "eval_ours",
+        "ratio_train_ours_limit", "ratio_eval_ours_limit", "ratio_train_ours_ref",
+        "group_setup", "run_wall", "run_method", "overhead_share", "peak_rss", "cached_rerun",
+    ]
+    # One synthetic task, 3 steps of the recipe's batch size: every training pipeline saw the same images.
+    n_train = min(3 * synthetic_task.recipe.batch_size, len(build_task_data(synthetic_task, 0).train))
+    assert {images[k] for k in ("train_limit", "train_ours", "train_reference_w0", "train_reference_w1")} == {n_train}
+    assert images["eval_ours"] == images["eval_limit"] == perf.eval_images(build_task_data(synthetic_task, 0))
+    assert value["ratio_train_ours_limit"] == pytest.approx(value["train_ours"] / value["train_limit"])
+    assert value["ratio_eval_ours_limit"] == pytest.approx(value["eval_ours"] / value["eval_limit"])
+    faster_ref = max(value["train_reference_w0"], value["train_reference_w1"])
+    assert value["ratio_train_ours_ref"] == pytest.approx(value["train_ours"] / faster_ref)
+    assert value["overhead_share"] == pytest.approx((value["run_wall"] - value["run_method"]) / value["run_wall"])
+    assert 0 < value["run_method"] < value["run_wall"]
+    assert value["peak_rss"] > 0 and value["cached_rerun"] > 0
+    assert images["cached_rerun"] == 2  # original + the oracle row of one seed
+    assert (df["unit"] == "images/s").sum() == 6
+    assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1} and set(df["workers"]) == {1}
+    assert set(df["torch_version"]) == {torch.__version__} and set(df["repeats"]) == {2}
+    assert df["load_avg_1m"].notna().all()
+    assert df.loc[df["measure"] == "ratio_train_ours_limit", "goal"].item() == ">= 0.9"
+    assert df.loc[df["measure"] == "overhead_share", "meets_goal"].isna().all()  # the goal is for Fashion-MNIST
+    assert (df["task"] == synthetic_task.name).all()
