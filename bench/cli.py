@@ -78,6 +78,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bench.datasets.faces import audit, format_audit
+
+    for seed in args.seeds:
+        print(format_audit(audit(args.task, seed, args.data_root)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
     from bench.results import read_store
@@ -154,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="list tasks, methods or metrics")
     p.add_argument("what", choices=["tasks", "methods", "metrics"])
     p.set_defaults(fn=cmd_ls)
+
+    p = sub.add_parser("audit", help="leakage audit of a face task's splits (people and duplicate images)")
+    p.add_argument("task")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(fn=cmd_audit)
 
     p = sub.add_parser("report", help="write the leaderboard markdown from the results store")
     p.add_argument("--results", default="results")

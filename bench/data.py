@@ -312,6 +312,14 @@ def perceptual_hashes(x: torch.Tensor, chunk: int = 256) -> np.ndarray:
     rows8, cols9, cols8 = _bins(h, 8), _bins(w, 9), _bins(w, 8)
     d_cnt = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols9] for r0, r1 in rows8], dtype=torch.int64)
     a_cnt = torch.tensor([[(r1 - r0) * (c1 - c0) for c0, c1 in cols8] for r0, r1 in rows8], dtype=torch.int64)
+    r_lo, r_hi = (torch.tensor(v) for v in zip(*rows8))
+
+    def bin_sums(rows: torch.Tensor, cols: list[tuple[int, int]]) -> torch.Tensor:
+        """[B, 8, W] row-bin sums → [B, 8, len(cols)] bin sums, by a cumulative sum along W."""
+        cum = torch.nn.functional.pad(rows.cumsum(2), (1, 0))
+        lo, hi = (torch.tensor(v) for v in zip(*cols))
+        return cum[:, :, hi] - cum[:, :, lo]
+
     out = np.zeros((n, 16), dtype=np.uint8)
     for start in range(0, n, chunk):
         xb = x[start:start + chunk].to(torch.int64)
@@ -319,10 +327,12 @@ def perceptual_hashes(x: torch.Tensor, chunk: int = 256) -> np.ndarray:
             g = 299 * xb[:, 0] + 587 * xb[:, 1] + 114 * xb[:, 2]
         else:
             g = 1000 * xb[:, 0]
-        total = g.sum(dim=(1, 2))
-        d = torch.stack([torch.stack([g[:, r0:r1, c0:c1].sum(dim=(1, 2)) for c0, c1 in cols9], 1) for r0, r1 in rows8], 1)
+        cum_h = torch.nn.functional.pad(g.cumsum(1), (0, 0, 1, 0))
+        rows = cum_h[:, r_hi] - cum_h[:, r_lo]  # [B, 8, W]: sums over each row bin
+        total = cum_h[:, -1].sum(1)
+        d = bin_sums(rows, cols9)
         d_bits = d[:, :, 1:] * d_cnt[:, :-1] - d[:, :, :-1] * d_cnt[:, 1:] > tau * d_cnt[:, :-1] * d_cnt[:, 1:]
-        a = torch.stack([torch.stack([g[:, r0:r1, c0:c1].sum(dim=(1, 2)) for c0, c1 in cols8], 1) for r0, r1 in rows8], 1)
+        a = bin_sums(rows, cols8)
         a_bits = a * (h * w) - total[:, None, None] * a_cnt > tau * a_cnt * (h * w)
         bits = torch.cat([d_bits.reshape(len(xb), 64), a_bits.reshape(len(xb), 64)], 1).numpy()
         out[start:start + len(xb)] = np.packbits(bits, axis=1)

@@ -136,7 +136,7 @@ def load_or_train(
 ) -> Reference:
     """The cached reference ``kind``, or train and cache it.
 
-    An exclusive lock on the cache entry (``<key>.lock``, ``fcntl.flock``) is held while checking
+    An exclusive lock on the cache entry (``.locks/<key>.lock``, ``fcntl.flock``) is held while checking
     and training, so concurrent workers on one machine never build the same reference twice: the
     second waits, then loads what the first wrote.
     """
@@ -164,8 +164,10 @@ def load_or_train(
 
 @contextlib.contextmanager
 def entry_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on one cache entry (a sibling ``.lock`` file)."""
-    with open(path.with_name(path.name + ".lock"), "a+") as handle:
+    """Exclusive advisory lock on one cache entry (``<cache>/.locks/<entry>.lock``)."""
+    locks = path.parent / ".locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{path.name}.lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

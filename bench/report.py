@@ -940,8 +940,12 @@ def noise_line(selected: TaskRows, table: pd.DataFrame) -> str:
         value = fixed(float(rec["ranking_value"]), d) + ("" if math.isnan(ci) else f" ± {fixed(ci, d)}")
         parts.append(f"{int(rec['rank'])}. {entry} {value}")
     within = int(ranked["within_noise"].fillna(False).sum())
+    untestable = int((ranked["within_noise"].fillna(False) & ranked["p_vs_above"].isna()).sum())
     pairs = max(len(ranked) - 1, 0)
-    return head + " ".join(parts) + f" — {within} of {pairs} adjacent difference{'s' if pairs != 1 else ''} within noise."
+    tail = f" — {within} of {pairs} adjacent difference{'s' if pairs != 1 else ''} within noise"
+    if untestable:
+        tail += f" ({untestable} untestable: fewer than two shared seeds)"
+    return head + " ".join(parts) + tail + "."
 
 
 def render_index(selections: list[TaskRows], tables: list[pd.DataFrame]) -> str:

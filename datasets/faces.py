@@ -325,7 +325,8 @@ def format_audit(report: dict[str, Any]) -> str:
         lines.append("  not enforced: this dataset does not ask for the leakage audit")
         return "\n".join(lines)
     dup, ppl = report.get("duplicates_dropped", {}), report.get("people_dropped", {})
-    lines.append("  perceptual duplicates dropped (later split): " + ", ".join(f"{k} {v}" for k, v in dup.items()))
+    lines.append(f"  perceptual duplicates dropped (later split; {report.get('duplicate_rule')}): "
+                 + ", ".join(f"{k} {v}" for k, v in dup.items()))
     if report.get("identities"):
         lines.append("  images dropped for a person already in an earlier split: " + ", ".join(f"{k} {v}" for k, v in ppl.items()))
     else:
@@ -335,5 +336,6 @@ def format_audit(report: dict[str, Any]) -> str:
         lines.append(f"  first {fr['rows']} rows: {fr['forget_images_in_first_rows']} forgotten, "
                      f"{fr['added_to_complete_people']} more images added to complete their people, "
                      f"{fr['first_rows_not_forgotten']} dropped as duplicates")
-    lines.append("  verified: no image and no person in two of forget / retain / validation / test")
+    what = "no image and no person" if report.get("identities") else "no image"
+    lines.append(f"  verified: {what} in two of forget / retain / validation / test")
     return "\n".join(lines)

@@ -55,6 +55,18 @@ of every epoch the forget accuracy is measured on D_f; the run stops when it fal
 The forget images are the surrogate images that f_0 predicts as a class in R, labelled by that
 prediction; every surrogate batch gives both terms — the distance term on its pseudo-forget images,
 the masked distillation on the others — and early stopping measures the pseudo-forget images.
+
+**Entries** (the statistics source is fixed per entry, so ``data_used`` and the hyperparameters
+JSON of every row say which ran): ``scar`` (stats="retain"; forget + retain + surrogate),
+``scar_retainfree`` (stats="surrogate"; forget + surrogate), ``scar_self`` (stats="retain";
+retain + surrogate; class removal only), ``scar_self_retainfree`` (stats="surrogate"; surrogate
+only; class removal only).
+
+**Where we differ from the reference code, on purpose**: targets are kept per image (the reference
+keeps them per batch position, which a shuffled loader breaks); a target is a class id (the
+reference compares the label with a row index of the statistics, which differ once a class is
+removed); with several removed classes every one is filtered and masked (the reference filters
+the first only); the Tukey transform is the signed power, with a gradient that stays finite at 0.
 """
 from __future__ import annotations
 
@@ -66,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import MethodData, Split, generator, to_float
+from bench.data import MethodData, generator, to_float
 from bench.models import feature_head
 from bench.registry import method
 

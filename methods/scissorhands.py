@@ -287,7 +287,7 @@ def scissorhands(
     g_mem = generator(data.seed, "scissorhands", "memory")
     g_order = generator(data.seed, "scissorhands", "order")
     memories = None
-    for _ in range(epochs):
+    for epoch in range(epochs):
         if memories is None or refresh_memory:
             memories = memory_gradients(model, data.forget, memory_num=memory_num, batch_size=batch_size,
                                         device=device, g=g_mem)
@@ -296,12 +296,16 @@ def scissorhands(
         for x_r, y_r in batches(data.retain, batch_size, device=device, shuffle=True, g=g_order):
             pair = next(forget_iter, None)
             opt.zero_grad(set_to_none=True)
-            if pair is None:
-                F.cross_entropy(model(x_r), y_r).backward()
-            else:
-                x_f, y_f = pair
-                loss = F.cross_entropy(model(x_r), y_r) - lam * F.cross_entropy(model(x_f), y_f)
-                loss.backward()
+            loss = F.cross_entropy(model(x_r), y_r)
+            if pair is not None:
+                loss = loss - lam * F.cross_entropy(model(pair[0]), pair[1])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"scissorhands diverged in repair epoch {epoch} (loss {float(loss.detach())}): the forget-ascent "
+                    f"term λ·CE(D_f) is unbounded; lower lam (now {lam}) or lr (now {lr})"
+                )
+            loss.backward()
+            if pair is not None:
                 grad = flat_grad(params)
                 if bool((grad @ memories < 0).any()):
                     write_flat_grad(params, project_to_cone(grad, memories, margin=margin))

@@ -333,7 +333,7 @@ def test_duplicates_are_dropped_from_the_later_split(tmp_path: Path) -> None:
             assert not hashes[a] & hashes[b], (a, b)
     assert build_task_data(task, 0, str(tmp_path)).split_hash == td.split_hash  # deterministic
     text = faces.format_audit(td.audit)
-    assert "perceptual duplicates dropped (later split): train 1, val 1, test 2" in text
+    assert f"dropped (later split; 128-bit dHash+aHash within {HASH_MAX_DISTANCE} bits): train 1, val 1, test 2" in text
 
 
 def test_near_duplicates_reencoded_are_found_and_same_person_copies_kept(tmp_path: Path) -> None:

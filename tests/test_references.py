@@ -81,7 +81,7 @@ def test_second_call_loads_from_the_cache(td: TaskData, trained: tuple[Path, str
     again = get_references(td, device=CPU, cache_dir=folder)
     assert again.oracle.train_seconds == refs.oracle.train_seconds
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [f"{refs.original.key}.safetensors", f"{refs.oracle.key}.safetensors"]
+        [".locks", f"{refs.original.key}.safetensors", f"{refs.oracle.key}.safetensors"]
     ), "the cache holds the two checkpoints and no temporary files"
 
 

@@ -266,3 +266,9 @@ def test_scissorhands_refuses_models_without_an_architecture_rule(synthetic_setu
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
     with pytest.raises(TypeError, match="Classifier"):
         scissorhands(plain, data, device=CPU)
+
+
+def test_scissorhands_fails_loudly_when_the_ascent_diverges(synthetic_setup):
+    td, original = synthetic_setup
+    with pytest.raises(FloatingPointError, match="lower lam"):
+        run(td, original, lam=1e4, lr=10.0, epochs=20, margin=0.0)
