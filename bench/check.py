@@ -10,12 +10,16 @@ Two checks, both run by CI:
   with the baseline, run by run, matched by (task, method, seed) — not by run id, so that a changed
   default hyperparameter (which changes the run id) is still compared and reported.
 
-Tolerances. On CPU with the same library versions every computation of the harness is
-deterministic (seeded data splits, seeded training, seeded attacks), so the default tolerance of
-every metric is 0: the numbers must match exactly. ``runtime_seconds`` and ``speedup`` are timings
-and are never compared. ``--tolerance METRIC=ABS`` loosens one metric (|new − baseline| ≤ ABS), e.g.
-to compare against a baseline computed on another machine or thread count, where floating-point
-reductions may be summed in another order and flip a prediction or two.
+Tolerances. On CPU with the same library versions and the same number of threads every
+computation of the harness is deterministic (seeded data splits, seeded training, seeded attacks;
+measured: two runs of the digits suite in separate processes agree on all 370 numbers of a seed),
+so the default tolerance of every metric is 0: the numbers must match exactly. ``runtime_seconds``
+and ``speedup`` are timings and are never compared. A different thread count is *not* the same
+computation: torch's CPU kernels then sum in another order (measured, digits, 1 vs 2 threads:
+``js_to_oracle`` moves by 1e-10 … 6e-7, and a model retrained from scratch by enough to move
+``mia_auc`` by ~1e-4). Run the check with the thread count the baseline was made with (CI and the
+published results: the 2-core default), or pass ``--tolerance METRIC=ABS`` (|new − baseline| ≤ ABS)
+to compare across machines.
 
 Likely cause. When numbers moved, the baseline and new rows of the run are compared field by
 field: task version, method version, resolved hyperparameters, unlearnbench and torch versions,
@@ -40,6 +44,9 @@ import pandas as pd
 NOT_COMPARED: tuple[str, ...] = ("runtime_seconds", "speedup")
 #: Default absolute tolerance per metric; every metric not listed (all of them) must match exactly.
 DEFAULT_TOLERANCES: dict[str, float] = {}
+#: Below this |Δ| (and with nothing else differing) a moved number is most likely floating-point
+#: summation order (thread count), which the message then says.
+FLOAT_ORDER_DELTA = 1e-3
 #: Lines of unified diff shown per file before the rest is counted.
 DIFF_LINES = {"md": 120, "svg": 20}
 
@@ -285,6 +292,12 @@ def likely_causes(base: pd.Series, new: pd.Series, moved: Sequence[Moved]) -> tu
                 git = (f"; the baseline was computed at git {base['git_commit']}, the re-run at "
                        f"{new['git_commit'] or '(unknown)'}: see `git diff {str(base['git_commit']).removesuffix('-dirty')} -- methods/ bench/`")
             causes.append(f"same versions and hyperparameters: nondeterminism or an unversioned code change{git}")
+            tiny = [m for m in moved if not m.note and abs(m.delta) <= FLOAT_ORDER_DELTA]
+            if tiny and len(tiny) == len(moved):
+                causes.append(
+                    f"every difference is tiny (|Δ| ≤ {FLOAT_ORDER_DELTA:g}), the mark of floating-point sums taken in "
+                    "another order: a different number of CPU threads (torch's default is the core count) or "
+                    "BLAS build; re-run with the baseline's thread count (OMP_NUM_THREADS) or pass --tolerance")
     return tuple(causes)
 
 
@@ -406,6 +419,8 @@ def check(
     data_root: str | Path | None = None,
     device: str = "cpu",
     suite: str = "quick",
+    executor: str = "local",
+    jobs: int = 2,
 ) -> CheckResult:
     """Re-run ``tasks`` × ``methods`` × ``seeds`` and :func:`compare` them with ``baseline``.
 
@@ -414,7 +429,10 @@ def check(
     hyperparameter overrides as in ``bench run --hp``. The re-run goes to ``results`` (default a
     temporary folder, deleted afterwards) with no leaderboard; references come from ``cache``.
     The baseline is restricted to the same tasks and seeds, and to the same methods (plus the
-    ``oracle`` reference runs) when ``methods`` is given.
+    ``oracle`` reference runs) when ``methods`` is given. ``executor``/``jobs`` as in ``bench run``:
+    note that they set the thread count (``processes`` with ``jobs`` workers gives each
+    cores/jobs threads, ``local`` torch's default), which must match the baseline's for an exact
+    comparison (see the module docstring).
     """
     from bench.runner import DEFAULT_SEEDS, run
     from bench.tasks import get_suite, get_task
@@ -425,7 +443,7 @@ def check(
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         out = Path(results) if results is not None else Path(tmp) / "results"
         run(task_objs, list(methods) if methods else None, seed_list, hp=hp, device=device, results=out,
-            leaderboard=None, cache=cache, data_root=data_root, progress=False)
+            leaderboard=None, cache=cache, data_root=data_root, progress=False, executor=executor, jobs=jobs)
         from bench.results import read_store
 
         new = read_store(out)

@@ -34,7 +34,6 @@ from safetensors.torch import load_file, save_file
 from bench.data import Split, TaskData, seed_stream
 from bench.datasets import ImageDataset
 from bench.models import Classifier, build_model, state_hash
-from bench.tasks import Task
 from bench.train import train_with_recipe
 
 #: Bump when the reference training code changes in a way that moves numbers.

@@ -29,7 +29,7 @@ from bench.datasets import load_dataset
 from bench.data import Split, TaskData, build_task_data, method_view, seed_stream
 from bench.metrics import Evaluation, SplitLogits, compute_metrics
 from bench.models import state_hash
-from bench.references import REFERENCE_VERSION, Reference, References, default_cache_dir, model_factory, reference_key
+from bench.references import REFERENCE_VERSION, Reference, References, default_cache_dir, model_factory
 from bench.registry import MethodSpec, get_method, list_methods
 from bench.results import canonical_json, make_run_id, rows_for_run, stored_runs, write_run
 from bench.tasks import Task, get_suite, get_task
@@ -154,14 +154,19 @@ def logits_of(model: nn.Module, td: TaskData, device: torch.device) -> dict[str,
     return {name: SplitLogits(predict_logits(model, s, device=device), s.y) for name, s in splits.items()}
 
 
-def evaluate(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, device: torch.device, runtime: float, oracle_seconds: float) -> dict[str, tuple[float, int]]:
-    out = logits_of(model, td, device)
+def metrics_of(out: dict[str, SplitLogits], td: TaskData, oracle_forget: SplitLogits, *, runtime: float,
+               oracle_seconds: float) -> dict[str, tuple[float, int]]:
+    """Every metric from a model's logits per split (see :func:`logits_of`)."""
     ev = Evaluation(
         forget=out["forget"], retain=out["retain"], test=out["test"], forget_test=out.get("forget_test"),
         oracle_forget=oracle_forget, forget_classes=td.forget_classes, seed=td.seed,
         runtime_seconds=runtime, oracle_seconds=oracle_seconds,
     )
     return compute_metrics(ev)
+
+
+def evaluate(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, device: torch.device, runtime: float, oracle_seconds: float) -> dict[str, tuple[float, int]]:
+    return metrics_of(logits_of(model, td, device), td, oracle_forget, runtime=runtime, oracle_seconds=oracle_seconds)
 
 
 def common_fields(task: Task, method: str, method_version: int, hp_json: str, data_used: str, seed: int, run_id: str, td_split_hash: str, device: torch.device) -> dict[str, Any]:
@@ -188,7 +193,7 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
     common = common_fields(run.task, spec.name, spec.version, run.hyperparameters, ",".join(spec.uses) or "none",
                            run.seed, run.run_id, td.split_hash, device)
     common["reference_key"] = refs.oracle.key
-    common["surrogate"] = run.task.surrogate or "" if "surrogate" in spec.uses else ""
+    common["surrogate"] = (run.task.surrogate or "") if "surrogate" in spec.uses else ""
     try:
         hp = run.hp
         data = method_view(td, spec.uses, model_factory(td), retain_fraction=hp.get("retain_fraction"), surrogate=surrogate)
@@ -216,13 +221,10 @@ def oracle_rows(task: Task, td: TaskData, oracle: Reference, oracle_logits: dict
     common = common_fields(task, ORACLE, REFERENCE_VERSION, "{}", "retain", td.seed, run_id, td.split_hash, device)
     common["reference_key"] = oracle.key
     common["model_hash"] = state_hash(oracle.model)
-    ev = Evaluation(
-        forget=oracle_logits["forget"], retain=oracle_logits["retain"], test=oracle_logits["test"],
-        forget_test=oracle_logits.get("forget_test"), oracle_forget=oracle_logits["forget"],
-        forget_classes=td.forget_classes, seed=td.seed, runtime_seconds=oracle.train_seconds,
-        oracle_seconds=oracle.train_seconds,
-    )
-    return rows_for_run(common, [(k, v, n) for k, (v, n) in compute_metrics(ev).items()])
+    values = metrics_of(oracle_logits, td, oracle_logits["forget"], runtime=oracle.train_seconds,
+                        oracle_seconds=oracle.train_seconds)
+    return rows_for_run(common, [(k, v, n) for k, (v, n) in values.items()])
+
 
 @dataclass(frozen=True)
 class GroupEstimate:

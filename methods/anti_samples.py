@@ -34,8 +34,9 @@ The method, with every image flattened to a vector in the model's [0, 1] input s
    ``epochs`` (5) epochs, batch 128, model in train mode (the reference runs it in eval mode).
 
 Differences from the reference code, all deliberate: images stay in [0, 1] (the reference works in
-its datasets' normalized space, e.g. (x − 0.5)/0.5 for Fashion-MNIST; ε = 0.01 is therefore half as
-large relative to the pixel range as there, and σ scales with |x_f − x_n| in either space), and the
+its datasets' normalized space, e.g. (x − 0.5)/0.5 for Fashion-MNIST, where pixels span 2 rather
+than 1, so our ε = 0.01 is twice as large relative to the pixel range; the |x_f − x_n| part of σ
+scales with the space either way), and the
 mixed anti-samples are clipped to [0, 1] (the house invariant; the reference does not clip). We clip
 *after* mixing: the mixing averages the noise out, so clipping earlier would bias the mixture. The
 anti-samples are kept as float tensors (never quantized to uint8), so fine-tuning runs its own short
@@ -44,8 +45,6 @@ All randomness comes from generators seeded by ``data.seed``: the same seed give
 anti-samples and the same model.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -88,10 +87,10 @@ def farthest_neighbours(
     if forget_chunk < 1 or retain_chunk < 1:
         raise ValueError("chunk sizes must be positive")
     out = torch.empty(n, k, dtype=torch.long, device=forget.device)
-    retain_sq = retain.pow(2).sum(1)
+    retain_sq = torch.linalg.vector_norm(retain, dim=1).square()
     for i0 in range(0, n, forget_chunk):
         f = forget[i0:i0 + forget_chunk]
-        f_sq = f.pow(2).sum(1, keepdim=True)
+        f_sq = torch.linalg.vector_norm(f, dim=1, keepdim=True).square()
         best_d = torch.empty(len(f), 0, dtype=forget.dtype, device=forget.device)
         best_i = torch.empty(len(f), 0, dtype=torch.long, device=forget.device)
         for j0 in range(0, m, retain_chunk):
@@ -158,12 +157,13 @@ def generate_antisamples(
     CPU generator ``g``. T = min(``tail_randomized``, M) when D_r' has fewer than T images.
     """
     tail = min(tail_randomized, len(retain))
-    far = farthest_neighbours(forget, retain, tail).cpu()
-    forget_cpu, retain_cpu = forget.cpu(), retain.cpu()
+    far = farthest_neighbours(forget, retain, tail)
+    rows = torch.arange(len(forget), device=far.device)
+    forget_cpu = forget.cpu()
     parts = []
     for _ in range(size_multiplier):
-        choice = torch.randint(tail, (len(forget),), generator=g)
-        x_n = retain_cpu[far[torch.arange(len(forget)), choice]]
+        choice = torch.randint(tail, (len(forget),), generator=g).to(far.device)
+        x_n = retain[far[rows, choice]].cpu()
         parts.append(masked_gaussian(forget_cpu, x_n, local_variance=local_variance, p=p, eps=eps, g=g))
     a = torch.cat(parts).to(forget.device)
     return convex_mix(a, n_generated, g).clamp_(0.0, 1.0)

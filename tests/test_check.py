@@ -116,6 +116,18 @@ def test_likely_cause_names_what_differs(over: dict, cause: str):
     assert any(c.startswith(cause) for c in diff.causes), diff.causes
 
 
+def test_tiny_differences_point_at_the_thread_count():
+    base = frame(run_rows("finetune", 0, VALUES | {"js_to_oracle": 0.0119397}))
+    new = frame(run_rows("finetune", 0, VALUES | {"js_to_oracle": 0.0119397 + 3e-10}, model_hash="other"))
+    (diff,) = compare(base, new).moved
+    assert "nondeterminism or an unversioned code change" in diff.causes[0]
+    assert "number of CPU threads" in diff.causes[1]
+    assert compare(base, new, tolerances={"js_to_oracle": 1e-6}).ok
+    big = frame(run_rows("finetune", 0, VALUES | {"js_to_oracle": 0.2}, model_hash="other"))
+    (diff,) = compare(base, big).moved
+    assert len(diff.causes) == 1
+
+
 def test_same_model_hash_points_at_the_metric_code():
     base = frame(run_rows("finetune", 0, VALUES))
     new = frame(run_rows("finetune", 0, VALUES | {"mia_efficacy": 0.9}))
