@@ -28,6 +28,10 @@ def split_names(text: str | None) -> list[str] | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import run
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     task, method = args.task, args.method
     if args.suite and task and not method:  # `bench run --suite fmnist finetune`: the one name is a method
         task, method = None, task
@@ -151,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where dataset files live")
     p.add_argument("--force", action="store_true", help="redo runs that are already stored")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for this process (default: torch's default); recorded in each row's device")
     p.add_argument("--executor", choices=["local", "processes", "ray"], default="local",
                    help="local: in this process (default); processes: a local pool of --jobs workers; "
                         "ray: Ray tasks on --address (or a local Ray)")

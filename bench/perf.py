@@ -342,7 +342,7 @@ def eval_images(td: TaskData) -> int:
 
 
 def measure_pipelines(task: Task, *, device: torch.device, steps: int | None, repeats: int, workers: int,
-                      data_root: str | None, seed: int = 0) -> list[PerfRow]:
+                      data_root: str | None, seed: int = 0, progress: Callable[[str], None] | None = None) -> list[PerfRow]:
     """Limit, ours and the reference pipelines (training), limit and ours (evaluation), and
     their ratios, for one task; see the module docstring."""
     from bench.references import dataset_facts, model_factory
@@ -379,10 +379,13 @@ def measure_pipelines(task: Task, *, device: torch.device, steps: int | None, re
 
     timings: dict[str, list[Timing]] = {name: [] for name in runs}
     loads: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):  # interleaved, so that a burst of other load hits every measure alike
+    for rep in range(repeats):  # interleaved, so that a burst of other load hits every measure alike
         for name, fn in runs.items():
             loads[name].append(load_average())
             timings[name].append(fn())
+            if progress is not None:
+                progress(f"{task.name}: {name} {rep + 1}/{repeats}: {timings[name][-1].images_per_s:,.0f} images/s "
+                         f"(load {loads[name][-1]:.1f})")
     best = {name: fastest(ts) for name, ts in timings.items()}
     for name in worker_counts:
         if best[f"train_reference_w{name}"].images != best["train_ours"].images:
@@ -713,7 +716,8 @@ def run_perf(
     rows: list[PerfRow] = []
     for task in task_objs:
         say(f"{task.name}: training and evaluation pipelines (load {load_average():.1f})")
-        rows += measure_pipelines(task, device=dev, steps=steps, repeats=repeats, workers=workers, data_root=root, seed=seed)
+        rows += measure_pipelines(task, device=dev, steps=steps, repeats=repeats, workers=workers, data_root=root, seed=seed,
+                                  progress=progress)
         say(f"{task.name}: one {method} run through the runner (load {load_average():.1f})")
         rows += measure_run(task, method, device=dev, threads=threads, cache=cache_str, data_root=root, seed=seed)
     by_name = {t.name: t for t in task_objs}

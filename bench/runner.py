@@ -174,9 +174,18 @@ def common_fields(task: Task, method: str, method_version: int, hp_json: str, da
         "run_id": run_id, "task": task.name, "task_version": task.version, "method": method,
         "method_version": method_version, "hyperparameters": hp_json, "data_used": data_used,
         "surrogate": "", "seed": seed, "split_hash": td_split_hash, "model_hash": "",
-        "reference_key": "", "device": str(device), "timestamp": now(), "status": "ok", "error": "",
+        "reference_key": "", "device": device_label(device), "timestamp": now(), "status": "ok", "error": "",
         **environment(),
     }
+
+
+def device_label(device: torch.device) -> str:
+    """The row's device: on CPU with its intra-op thread count, which changes float reductions
+    (1 and 2 threads differ in the last bits), so a regression check knows what to match."""
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else ""
+    return f"{device} ({name})" if name else str(device)
 
 
 def failed_row(common: dict[str, Any], err: BaseException) -> dict[str, Any]:
