@@ -3,36 +3,51 @@
 A benchmark whose own overhead is unknown cannot claim a method's runtime. For each task this
 module measures, on one device and thread count, and writes one long-format table:
 
-==========================  ==========  ===========================================================
-measure                     unit        what
-==========================  ==========  ===========================================================
-``train_limit``             images/s    model-only forward + backward + optimizer step on random
-                                        tensors already on the device (the task's architecture,
-                                        batch size, optimizer; AMP where the recipe allows on CUDA)
-``train_ours``              images/s    :func:`bench.train.train_epochs` on the task's real training
-                                        images, same model, batch size, optimizer and image count
-``train_reference_wK``      images/s    the same training through a torchvision-style ``Dataset`` of
-                                        PIL images with per-sample ``Compose([ToTensor(),
-                                        Normalize(mean, std)])`` and a ``DataLoader`` with K workers
-                                        (K = 0 and ``--workers``), what the seeds' repositories do
-``eval_limit``              images/s    model-only forward (eval mode, batch 1024) on random tensors
-``eval_ours``               images/s    :func:`bench.runner.logits_of`: logits of every split
-``ratio_train_ours_limit``  ratio       train_ours / train_limit                    (goal >= 0.9)
-``ratio_eval_ours_limit``   ratio       eval_ours / eval_limit                      (goal >= 0.9)
-``ratio_train_ours_ref``    ratio       train_ours / the faster reference pipeline  (goal >= 1.5 on
-                                        Fashion-MNIST tasks)
-``run_wall``                s           one method run through the runner's per-run path
-                                        (:func:`bench.runner.run_method` + writing its Parquet file)
-``run_method``              s           the method's own ``runtime_seconds`` inside that run
-``group_setup``             s           per (task, seed) work shared by all methods of a suite:
-                                        splits, cached references, the oracle's logits
-``overhead_share``          share       (run_wall − run_method) / run_wall: data handling,
-                                        evaluation, bookkeeping       (goal <= 0.10 on Fashion-MNIST)
-``peak_rss``                bytes       peak resident set of that run's process (a fresh
-                                        interpreter: imports, data, references, method, evaluation)
-``cached_rerun``            s           wall time of ``bench run`` (a fresh interpreter) over a suite
-                                        whose results are all stored already (task column: the suite)
-==========================  ==========  ===========================================================
+=============================  ========  ========================================================
+measure                        unit      what
+=============================  ========  ========================================================
+``train_limit_nchw``           images/s  model-only forward + backward + optimizer step on one
+                                         fixed batch of the task's images already on the device
+                                         (the task's architecture, batch size, optimizer; AMP on
+                                         CUDA where the recipe allows), default memory format
+``train_limit_channels_last``  images/s  the same with the model in channels-last (NHWC) format
+``train_limit``                images/s  the faster of the two: the machine's limit for the model
+``train_ours``                 images/s  :func:`bench.train.train_epochs` on the task's real
+                                         training images: same model, batch size, optimizer,
+                                         images
+``train_reference_wK``         images/s  the same training through a torchvision-style
+                                         ``Dataset`` of PIL images with per-sample
+                                         ``Compose([ToTensor(), Normalize(mean, std)])`` and a
+                                         ``DataLoader`` with K workers (K = 0 and ``--workers``):
+                                         what the seeds' repositories do
+``eval_limit_bB``              images/s  model-only forward (eval mode) in batches of B (1024:
+                                         ``predict_logits``' batch; 256: a cache-sized batch)
+``eval_limit``                 images/s  the faster of those
+``eval_ours``                  images/s  :func:`bench.runner.logits_of`: logits of every split
+``ratio_train_ours_limit``     ratio     train_ours / train_limit                 (goal >= 0.9)
+``ratio_eval_ours_limit``      ratio     eval_ours / eval_limit                   (goal >= 0.9)
+``ratio_train_ours_ref``       ratio     train_ours / the faster reference pipeline (goal >= 1.5
+                                         on Fashion-MNIST tasks)
+``run_wall``                   s         one method run through the runner's per-run path
+                                         (:func:`bench.runner.run_method` + writing its file)
+``run_method``                 s         the method's own ``runtime_seconds`` inside that run
+``group_setup``                s         per (task, seed) work shared by all methods of a suite:
+                                         splits, cached references, the oracle's logits
+``overhead_share``             share     (run_wall − run_method) / run_wall: data handling,
+                                         evaluation, bookkeeping (goal <= 0.10 on Fashion-MNIST)
+``peak_rss``                   bytes     peak resident set of that run's process (a fresh
+                                         interpreter: imports, data, references, method,
+                                         evaluation)
+``cached_rerun``               s         wall time of ``bench run`` (a fresh interpreter) over a
+                                         suite whose results are all stored already (task
+                                         column: the suite)
+=============================  ========  ========================================================
+
+``value`` is computed from wall-clock time; ``cpu_value`` is the same throughput or ratio computed
+from CPU time (user + system, of this process and of the DataLoader workers it reaped), which a
+machine shared with other jobs disturbs far less than wall time. With ``--threads`` above 1 on a
+loaded machine the CPU time includes OpenMP threads spinning while they wait for each other.
+Goals are judged on ``value``.
 
 Throughputs count the same images: the training measures all process the same
 ``steps · batch_size`` images (the last batch may be partial), one epoch of the task's training
@@ -71,18 +86,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import Split, TaskData, build_task_data, generator
+from bench.data import Split, TaskData, build_task_data, generator, to_float
 from bench.tasks import ForgetRule, Recipe, Task, get_suite, get_task
 from bench.train import make_optimizer, resolve_device
 
 DEFAULT_TASKS = ("digits-cnn-class", "fmnist-lenet-class")
 EVAL_BATCH = 1024  # bench.train.predict_logits' default batch size
+#: The evaluation limit is the faster of predict_logits' batch and a cache-sized CPU batch.
+EVAL_LIMIT_BATCHES = (EVAL_BATCH, 256)
+#: The training limit is the faster of the default (NCHW) and the channels-last memory format.
+LIMIT_FORMATS = ("nchw", "channels_last")
 
 PERF_SCHEMA = pa.schema([
     ("task", pa.string()),
     ("arch", pa.string()),
     ("measure", pa.string()),
-    ("value", pa.float64()),
+    ("value", pa.float64()),        # wall-clock based
+    ("cpu_value", pa.float64()),    # the same from CPU time (images/CPU-s, their ratio); NaN elsewhere
     ("unit", pa.string()),          # images/s, s, bytes, ratio, share
     ("images", pa.int64()),         # images processed (throughputs), runs stored (cached_rerun), else 0
     ("goal", pa.string()),          # ">= 0.9", "<= 0.1", or "" (no goal)
@@ -143,6 +163,7 @@ class PerfRow:
     images: int = 0
     note: str = ""
     load_avg_1m: float = float("nan")
+    cpu_value: float = float("nan")
 
 
 def with_goal(row: PerfRow, task: Task | None) -> dict[str, Any]:
@@ -164,26 +185,50 @@ def ratio(numerator: float, denominator: float) -> float:
 
 @dataclass(frozen=True)
 class Timing:
+    """Images processed, wall seconds, and CPU seconds (this process plus the child processes it
+    reaped meanwhile, i.e. DataLoader workers)."""
+
     images: int
     seconds: float
+    cpu_seconds: float = float("nan")
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
+    @property
+    def images_per_cpu_s(self) -> float:
+        return self.images / self.cpu_seconds if self.cpu_seconds > 0 else float("nan")
+
 
 def fastest(timings: Sequence[Timing]) -> Timing:
-    """The repetition with the smallest time (they all process the same images)."""
+    """The smallest wall time and the smallest CPU time of repetitions that processed the same images."""
     if not timings:
         raise ValueError("no timings to choose from")
     if len({t.images for t in timings}) != 1:
         raise ValueError(f"repetitions processed different image counts: {[t.images for t in timings]}")
-    return min(timings, key=lambda t: t.seconds)
+    return Timing(timings[0].images, min(t.seconds for t in timings), min(t.cpu_seconds for t in timings))
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its reaped children."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def start_clock(device: torch.device) -> tuple[float, float]:
+    sync(device)
+    return time.perf_counter(), cpu_seconds()
+
+
+def stop_clock(images: int, start: tuple[float, float], device: torch.device) -> Timing:
+    sync(device)
+    return Timing(images, time.perf_counter() - start[0], cpu_seconds() - start[1])
 
 
 def load_average() -> float:
@@ -210,46 +255,44 @@ def training_subset(split: Split, steps: int | None, batch_size: int, seed: int)
     return split.subset(index)
 
 
-def limit_train(model: nn.Module, recipe: Recipe, sizes: Sequence[int], image_shape: tuple[int, ...], num_classes: int,
-                device: torch.device) -> Timing:
+def limit_train(model: nn.Module, recipe: Recipe, x: torch.Tensor, y: torch.Tensor, sizes: Sequence[int],
+                device: torch.device, *, channels_last: bool = False) -> Timing:
     """Model-only training throughput: forward, backward and optimizer step for each batch size in
-    ``sizes`` on one random batch that lives on ``device`` (no data handling at all)."""
+    ``sizes`` on one fixed batch ``x`` (float images in [0, 1]) already on ``device``: no data
+    handling at all. ``channels_last``: the model's weights (hence its activations) in NHWC."""
     model.to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), optimizer=recipe.optimizer, lr=recipe.lr,
                          weight_decay=recipe.weight_decay, momentum=recipe.momentum)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(max(sizes), *image_shape, generator=g).to(device)
-    y = torch.randint(num_classes, (max(sizes),), generator=g).to(device)
+    if len(x) < max(sizes):
+        raise ValueError(f"limit_train needs a batch of {max(sizes)} images, got {len(x)}")
     use_amp = recipe.amp and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    sync(device)
-    start = time.perf_counter()
+    start = start_clock(device)
     for n in sizes:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
             loss = F.cross_entropy(model(x[:n]), y[:n])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    sync(device)
-    return Timing(sum(sizes), time.perf_counter() - start)
+    return stop_clock(sum(sizes), start, device)
 
 
 def ours_train(model: nn.Module, split: Split, recipe: Recipe, *, seed: int, device: torch.device) -> Timing:
-    """One epoch of :func:`bench.train.train_epochs` over ``split`` with the task's recipe, wall
-    time around the whole call (optimizer set-up, shuffling, batching, the loop)."""
+    """One epoch of :func:`bench.train.train_epochs` over ``split`` with the task's recipe, timed
+    around the whole call (optimizer set-up, shuffling, batching, the loop)."""
     from bench.train import train_epochs
 
-    sync(device)
-    start = time.perf_counter()
+    start = start_clock(device)
     log = train_epochs(model, split, epochs=1, batch_size=recipe.batch_size, lr=recipe.lr, seed=seed, device=device,
                        optimizer=recipe.optimizer, weight_decay=recipe.weight_decay, momentum=recipe.momentum,
                        schedule=recipe.schedule, augment=recipe.augment, amp=recipe.amp, purpose="perf")
-    sync(device)
-    seconds = time.perf_counter() - start
+    timing = stop_clock(len(split), start, device)
     if log.steps != len(batch_sizes(len(split), recipe.batch_size)):
         raise RuntimeError(f"train_epochs ran {log.steps} steps over {len(split)} images; expected one epoch")
-    return Timing(len(split), seconds)
+    return timing
 
 
 class ReferenceImages(torch.utils.data.Dataset):
@@ -283,8 +326,9 @@ def reference_train(model: nn.Module, split: Split, recipe: Recipe, *, mean: Seq
                     workers: int, seed: int, device: torch.device) -> Timing:
     """One epoch through ``DataLoader(ReferenceImages(...), shuffle=True, num_workers=workers)``:
     normalization happens in the transform, so the model's own normalization layer is replaced
-    by the identity; same batch size, optimizer and images as :func:`ours_train`. The wall time
-    includes starting the workers, as every epoch of the seeds' code does."""
+    by the identity; same batch size, optimizer and images as :func:`ours_train`, default (NCHW)
+    memory format as in the seeds' code. The time includes starting the workers, as every epoch
+    of the seeds' code does, and their CPU time."""
     model.normalize = nn.Identity()
     model.to(device).train()
     opt = make_optimizer(model.parameters(), optimizer=recipe.optimizer, lr=recipe.lr,
@@ -294,8 +338,7 @@ def reference_train(model: nn.Module, split: Split, recipe: Recipe, *, mean: Seq
         ReferenceImages(split, reference_transform(mean, std)), batch_size=recipe.batch_size, shuffle=True,
         num_workers=workers, generator=generator(seed, "perf", "reference"), drop_last=False,
     )
-    sync(device)
-    start = time.perf_counter()
+    start = start_clock(device)
     images = 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
@@ -305,33 +348,30 @@ def reference_train(model: nn.Module, split: Split, recipe: Recipe, *, mean: Seq
         loss.backward()
         opt.step()
         images += len(y)
-    sync(device)
-    return Timing(images, time.perf_counter() - start)
+    # The exhausted iterator has joined its workers, so their CPU time is in RUSAGE_CHILDREN now.
+    return stop_clock(images, start, device)
 
 
 @torch.no_grad()
-def limit_eval(model: nn.Module, n: int, image_shape: tuple[int, ...], device: torch.device,
-               batch_size: int = EVAL_BATCH) -> Timing:
-    """Model-only forward throughput (eval mode) over ``n`` images on one random on-device batch."""
+def limit_eval(model: nn.Module, x: torch.Tensor, n: int, batch_size: int, device: torch.device) -> Timing:
+    """Model-only forward throughput (eval mode) over ``n`` images in batches of ``batch_size``, on
+    one fixed batch ``x`` already on ``device``."""
     model.to(device).eval()
-    x = torch.rand(min(batch_size, n), *image_shape, generator=torch.Generator().manual_seed(0)).to(device)
-    sync(device)
-    start = time.perf_counter()
+    if len(x) < min(batch_size, n):
+        raise ValueError(f"limit_eval needs a batch of {min(batch_size, n)} images, got {len(x)}")
+    start = start_clock(device)
     for size in batch_sizes(n, batch_size):
         model(x[:size])
-    sync(device)
-    return Timing(n, time.perf_counter() - start)
+    return stop_clock(n, start, device)
 
 
 def ours_eval(model: nn.Module, td: TaskData, device: torch.device) -> Timing:
-    """:func:`bench.runner.logits_of` (every split a run is evaluated on), wall time."""
+    """:func:`bench.runner.logits_of` (every split a run is evaluated on)."""
     from bench.runner import logits_of
 
-    sync(device)
-    start = time.perf_counter()
+    start = start_clock(device)
     out = logits_of(model, td, device)
-    seconds = time.perf_counter() - start
-    return Timing(sum(len(v) for v in out.values()), seconds)
+    return stop_clock(sum(len(v) for v in out.values()), start, device)
 
 
 def eval_images(td: TaskData) -> int:
@@ -339,6 +379,50 @@ def eval_images(td: TaskData) -> int:
 
 
 # ------------------------------------------------------------------------------------ per task
+
+
+def training_runs(init: Callable[[], nn.Module], split: Split, recipe: Recipe, *, mean: Sequence[float],
+                  std: Sequence[float], worker_counts: Sequence[int], seed: int,
+                  device: torch.device) -> dict[str, Callable[[], Timing]]:
+    """The training measures over ``split``, each a fresh model from ``init``. The limit's fixed
+    batch is the first images of ``split`` (real images: on LeNet, uniform random tensors train
+    ~10% slower than Fashion-MNIST images, which would put the "limit" below the harness)."""
+    sizes = batch_sizes(len(split), recipe.batch_size)
+    x = to_float(split.x[:max(sizes)]).to(device)
+    y = split.y[:max(sizes)].to(device)
+    runs: dict[str, Callable[[], Timing]] = {
+        f"train_limit_{fmt}": (lambda cl=(fmt == "channels_last"): limit_train(init(), recipe, x, y, sizes, device,
+                                                                                channels_last=cl))
+        for fmt in LIMIT_FORMATS
+    }
+    runs["train_ours"] = lambda: ours_train(init(), split, recipe, seed=seed, device=device)
+    for w in worker_counts:
+        runs[f"train_reference_w{w}"] = lambda w=w: reference_train(init(), split, recipe, mean=mean, std=std,
+                                                                    workers=w, seed=seed, device=device)
+    return runs
+
+
+def eval_runs(init: Callable[[], nn.Module], td: TaskData, n: int, device: torch.device, *,
+              ours: bool) -> dict[str, Callable[[], Timing]]:
+    """The evaluation measures: the model-only limit at each batch size of :data:`EVAL_LIMIT_BATCHES`
+    over ``n`` images, and (``ours``) :func:`ours_eval` over every split of ``td``."""
+    k = min(max(EVAL_LIMIT_BATCHES), n)
+    x = to_float(td.train.x[torch.arange(k) % len(td.train)]).to(device)  # repeats images if the split is small
+    runs: dict[str, Callable[[], Timing]] = {
+        f"eval_limit_b{b}": (lambda b=b: limit_eval(init(), x, n, b, device)) for b in EVAL_LIMIT_BATCHES
+    }
+    if ours:
+        runs["eval_ours"] = lambda: ours_eval(init(), td, device)
+    return runs
+
+
+def best_variant(best: dict[str, Timing], prefix: str) -> tuple[str, Timing]:
+    """The variant ``prefix*`` with the highest wall throughput; its CPU time is the smallest of all
+    variants' (each is a way the same model could be run)."""
+    names = [k for k in best if k.startswith(prefix)]
+    winner = max(names, key=lambda k: best[k].images_per_s)
+    cpu = min(best[k].cpu_seconds for k in names)
+    return winner, Timing(best[winner].images, best[winner].seconds, cpu)
 
 
 def measure_pipelines(task: Task, *, device: torch.device, steps: int | None, repeats: int, workers: int,
@@ -355,28 +439,20 @@ def measure_pipelines(task: Task, *, device: torch.device, steps: int | None, re
     recipe = task.recipe
     init = model_factory(td)
     _, mean, std = dataset_facts(td)
-    shape, classes = td.dataset.image_shape, td.dataset.num_classes
     subset = training_subset(td.train, steps, recipe.batch_size, seed)
-    sizes = batch_sizes(len(subset), recipe.batch_size)
     worker_counts = sorted({0, workers})
+    n_eval = eval_images(td)
 
-    runs: dict[str, Callable[[], Timing]] = {
-        "train_limit": lambda: limit_train(init(), recipe, sizes, shape, classes, device),
-        "train_ours": lambda: ours_train(init(), subset, recipe, seed=seed, device=device),
-        **{f"train_reference_w{w}": (lambda w=w: reference_train(init(), subset, recipe, mean=mean, std=std, workers=w,
-                                                                  seed=seed, device=device))
-           for w in worker_counts},
-        "eval_limit": lambda: limit_eval(init(), eval_images(td), shape, device),
-        "eval_ours": lambda: ours_eval(init(), td, device),
-    }
-    # Warm-up: one batch of every training pipeline and one evaluation pass (kernel selection,
-    # allocator, lazy imports), untimed.
+    # Warm-up, untimed: one batch of every training pipeline, one batch of every evaluation limit
+    # (kernel selection, allocator, lazy imports, the first worker start).
     warm = subset.subset(torch.arange(min(recipe.batch_size, len(subset))))
-    limit_train(init(), recipe, sizes[:1], shape, classes, device)
-    ours_train(init(), warm, recipe, seed=seed, device=device)
-    reference_train(init(), warm, recipe, mean=mean, std=std, workers=0, seed=seed, device=device)
-    limit_eval(init(), min(EVAL_BATCH, eval_images(td)), shape, device)
+    for fn in [*training_runs(init, warm, recipe, mean=mean, std=std, worker_counts=worker_counts, seed=seed,
+                              device=device).values(),
+               *eval_runs(init, td, min(max(EVAL_LIMIT_BATCHES), n_eval), device, ours=False).values()]:
+        fn()
 
+    runs = training_runs(init, subset, recipe, mean=mean, std=std, worker_counts=worker_counts, seed=seed, device=device)
+    runs |= eval_runs(init, td, n_eval, device, ours=True)
     timings: dict[str, list[Timing]] = {name: [] for name in runs}
     loads: dict[str, list[float]] = {name: [] for name in runs}
     for rep in range(repeats):  # interleaved, so that a burst of other load hits every measure alike
@@ -384,29 +460,36 @@ def measure_pipelines(task: Task, *, device: torch.device, steps: int | None, re
             loads[name].append(load_average())
             timings[name].append(fn())
             if progress is not None:
-                progress(f"{task.name}: {name} {rep + 1}/{repeats}: {timings[name][-1].images_per_s:,.0f} images/s "
-                         f"(load {loads[name][-1]:.1f})")
+                t = timings[name][-1]
+                progress(f"{task.name}: {name} {rep + 1}/{repeats}: {t.images_per_s:,.0f} images/s, "
+                         f"{t.images_per_cpu_s:,.0f} images/CPU-s (load {loads[name][-1]:.1f})")
     best = {name: fastest(ts) for name, ts in timings.items()}
-    for name in worker_counts:
-        if best[f"train_reference_w{name}"].images != best["train_ours"].images:
+    for w in worker_counts:
+        if best[f"train_reference_w{w}"].images != best["train_ours"].images:
             raise RuntimeError("the reference pipeline and ours processed different image counts")
 
-    arch = task.arch
-    note = f"fastest of {repeats}"
-    rows = [PerfRow(task.name, arch, name, t.images_per_s, "images/s", t.images, note, float(np.mean(loads[name])))
-            for name, t in best.items()]
+    arch, note = task.arch, f"fastest of {repeats}"
+    rows = [PerfRow(task.name, arch, name, t.images_per_s, "images/s", t.images, note, float(np.mean(loads[name])),
+                    t.images_per_cpu_s) for name, t in best.items()]
+    train_winner, best["train_limit"] = best_variant(best, "train_limit_")
+    eval_winner, best["eval_limit"] = best_variant(best, "eval_limit_")
     ref_name = max((f"train_reference_w{w}" for w in worker_counts), key=lambda k: best[k].images_per_s)
-    load = load_average()
+    load = float(np.mean([v for vs in loads.values() for v in vs]))
+
+    def derived(measure: str, t: Timing, note: str) -> PerfRow:
+        return PerfRow(task.name, arch, measure, t.images_per_s, "images/s", t.images, note, load, t.images_per_cpu_s)
+
+    def ratio_row(measure: str, a: str, b: str, note: str) -> PerfRow:
+        return PerfRow(task.name, arch, measure, ratio(best[a].images_per_s, best[b].images_per_s), "ratio",
+                       best[a].images, note, load, ratio(best[a].images_per_cpu_s, best[b].images_per_cpu_s))
+
     rows += [
-        PerfRow(task.name, arch, "ratio_train_ours_limit",
-                ratio(best["train_ours"].images_per_s, best["train_limit"].images_per_s), "ratio", best["train_ours"].images,
-                "train_ours / train_limit", load),
-        PerfRow(task.name, arch, "ratio_eval_ours_limit",
-                ratio(best["eval_ours"].images_per_s, best["eval_limit"].images_per_s), "ratio", best["eval_ours"].images,
-                "eval_ours / eval_limit", load),
-        PerfRow(task.name, arch, "ratio_train_ours_ref",
-                ratio(best["train_ours"].images_per_s, best[ref_name].images_per_s), "ratio", best["train_ours"].images,
-                f"train_ours / {ref_name} (the faster reference)", load),
+        derived("train_limit", best["train_limit"], f"the faster of {', '.join(LIMIT_FORMATS)}: {train_winner}"),
+        derived("eval_limit", best["eval_limit"], f"the faster of batch {', '.join(map(str, EVAL_LIMIT_BATCHES))}: "
+                f"{eval_winner}"),
+        ratio_row("ratio_train_ours_limit", "train_ours", "train_limit", "train_ours / train_limit"),
+        ratio_row("ratio_eval_ours_limit", "eval_ours", "eval_limit", "eval_ours / eval_limit"),
+        ratio_row("ratio_train_ours_ref", "train_ours", ref_name, f"train_ours / {ref_name} (the faster reference)"),
     ]
     return rows
 
@@ -659,19 +742,28 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:g} {unit}"
 
 
+def format_cpu_value(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return ""
+    if unit == "images/s":
+        return f"{value:,.0f} img/CPU-s"
+    return format_value(value, unit)
+
+
 def format_table(df: pd.DataFrame) -> str:
-    """A plain-text table: task, measure, value, images, goal, met, load, note."""
-    header = ("task", "measure", "value", "images", "goal", "met", "load", "note")
+    """A plain-text table: task, measure, value (wall), the same from CPU time, images, goal, met,
+    load average, note."""
+    header = ("task", "measure", "value", "from CPU time", "images", "goal", "met", "load", "note")
     lines = [header]
     for r in df.itertuples(index=False):
         met = "" if r.meets_goal is None or pd.isna(r.meets_goal) else ("yes" if r.meets_goal else "NO")
-        lines.append((r.task, r.measure, format_value(r.value, r.unit), str(r.images) if r.images else "",
-                      r.goal, met, f"{r.load_avg_1m:.1f}", r.note))
+        lines.append((r.task, r.measure, format_value(r.value, r.unit), format_cpu_value(r.cpu_value, r.unit),
+                      str(r.images) if r.images else "", r.goal, met, f"{r.load_avg_1m:.1f}", r.note))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     out = []
     for line in lines:
-        out.append("  ".join(cell.ljust(w) if i != 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-                   + "  " + line[-1])
+        out.append("  ".join(cell.rjust(w) if i in (2, 3) else cell.ljust(w)
+                             for i, (cell, w) in enumerate(zip(line, widths))) + "  " + line[-1])
     if len(df):
         first = df.iloc[0]
         out.append(f"device={first.device} torch={first.torch_version} threads={first.threads} "

@@ -26,8 +26,8 @@ CPU = torch.device("cpu")
 
 def rows_for(task: Task) -> list[PerfRow]:
     return [
-        PerfRow(task.name, task.arch, "train_limit", 2000.0, "images/s", 640, "fastest of 2", 1.5),
-        PerfRow(task.name, task.arch, "train_ours", 1900.0, "images/s", 640, "fastest of 2", 1.5),
+        PerfRow(task.name, task.arch, "train_limit", 2000.0, "images/s", 640, "fastest of 2", 1.5, 2500.0),
+        PerfRow(task.name, task.arch, "train_ours", 1900.0, "images/s", 640, "fastest of 2", 1.5, 2400.0),
         PerfRow(task.name, task.arch, "ratio_train_ours_limit", 0.95, "ratio", 640, "", 1.5),
         PerfRow(task.name, task.arch, "ratio_eval_ours_limit", 0.5, "ratio", 100, "", 1.5),
         PerfRow(task.name, task.arch, "ratio_train_ours_ref", 1.2, "ratio", 640, "", 1.5),
@@ -48,8 +48,9 @@ def test_ratio() -> None:
 def test_timing_and_fastest() -> None:
     assert Timing(500, 0.25).images_per_s == 2000.0
     assert math.isnan(Timing(10, 0.0).images_per_s)
-    best = perf.fastest([Timing(100, 2.0), Timing(100, 0.5), Timing(100, 1.0)])
-    assert best.seconds == 0.5
+    assert Timing(500, 1.0, 0.5).images_per_cpu_s == 1000.0
+    best = perf.fastest([Timing(100, 2.0, 0.4), Timing(100, 0.5, 0.6), Timing(100, 1.0, 0.5)])
+    assert (best.images, best.seconds, best.cpu_seconds) == (100, 0.5, 0.4)
     with pytest.raises(ValueError, match="different image counts"):
         perf.fastest([Timing(100, 1.0), Timing(99, 1.0)])
     with pytest.raises(ValueError):
@@ -110,16 +111,54 @@ def test_reference_and_ours_process_the_same_images(synthetic_task: Task) -> Non
     init, recipe = model_factory(td), synthetic_task.recipe
     sub = perf.training_subset(td.train, 3, recipe.batch_size, 0)
     sub = sub.subset(torch.arange(len(sub) - 5))  # a partial last batch
-    sizes = perf.batch_sizes(len(sub), recipe.batch_size)
-    counts = {
-        "limit": perf.limit_train(init(), recipe, sizes, td.dataset.image_shape, td.dataset.num_classes, CPU).images,
-        "ours": perf.ours_train(init(), sub, recipe, seed=0, device=CPU).images,
-        "reference_w0": perf.reference_train(init(), sub, recipe, mean=mean, std=std, workers=0, seed=0, device=CPU).images,
-        "reference_w1": perf.reference_train(init(), sub, recipe, mean=mean, std=std, workers=1, seed=0, device=CPU).images,
-    }
-    assert counts == dict.fromkeys(counts, len(sub))
+    runs = perf.training_runs(init, sub, recipe, mean=mean, std=std, worker_counts=[0, 1], seed=0, device=CPU)
+    assert list(runs) == ["train_limit_nchw", "train_limit_channels_last", "train_ours", "train_reference_w0",
+                          "train_reference_w1"]
+    children_before = perf.cpu_seconds()
+    timings = {name: fn() for name, fn in runs.items()}
+    assert {name: t.images for name, t in timings.items()} == dict.fromkeys(runs, len(sub))
+    assert all(t.seconds > 0 and t.cpu_seconds > 0 for t in timings.values())
+    assert perf.cpu_seconds() > children_before
     n = perf.eval_images(td)
-    assert perf.ours_eval(init(), td, CPU).images == n == perf.limit_eval(init(), n, td.dataset.image_shape, CPU).images
+    evals = {name: fn() for name, fn in perf.eval_runs(init, td, n, CPU, ours=True).items()}
+    assert list(evals) == [f"eval_limit_b{b}" for b in perf.EVAL_LIMIT_BATCHES] + ["eval_ours"]
+    assert {t.images for t in evals.values()} == {n}
+
+
+def test_reference_pipeline_counts_its_workers_cpu_time(synthetic_task: Task) -> None:
+    import resource
+
+    td = build_task_data(synthetic_task, 0)
+    _, mean, std = dataset_facts(td)
+
+    def children() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    before = children()
+    perf.reference_train(model_factory(td)(), td.train, synthetic_task.recipe, mean=mean, std=std, workers=1, seed=0,
+                         device=CPU)
+    assert children() > before  # the worker was joined and its CPU time reaped before the clock stopped
+
+
+def test_best_variant_takes_the_faster_and_the_least_cpu() -> None:
+    best = {"train_limit_nchw": Timing(100, 2.0, 1.5), "train_limit_channels_last": Timing(100, 1.0, 1.8),
+            "train_ours": Timing(100, 0.5, 0.5)}
+    name, t = perf.best_variant(best, "train_limit_")
+    assert name == "train_limit_channels_last"
+    assert (t.images, t.seconds, t.cpu_seconds) == (100, 1.0, 1.5)
+
+
+def test_limit_train_channels_last_keeps_the_model_equivalent(synthetic_task: Task) -> None:
+    td = build_task_data(synthetic_task, 0)
+    init, recipe = model_factory(td), synthetic_task.recipe
+    x, y = td.train.x[:32].float() / 255, td.train.y[:32]
+    a, b = init(), init()
+    perf.limit_train(a, recipe, x, y, [32], CPU)
+    perf.limit_train(b, recipe, x, y, [32], CPU, channels_last=True)
+    assert b.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for pa_, pb_ in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa_, pb_, atol=1e-5, rtol=1e-4)
 
 
 def test_reference_pipeline_trains_the_model(synthetic_task: Task) -> None:
@@ -152,6 +191,7 @@ def test_table_structure_and_parquet_round_trip(tmp_path: Path) -> None:
     assert pq.read_schema(path).remove_metadata().equals(perf.PERF_SCHEMA)
     text = perf.format_table(df)
     assert "ratio_train_ours_ref" in text and "NO" in text and "3 MiB" in text and "25.0%" in text
+    assert "2,400 img/CPU-s" in text
 
 
 def test_output_path_rules(tmp_path: Path) -> None:
@@ -204,23 +244,33 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     value = dict(zip(df["measure"], df["value"]))
     images = dict(zip(df["measure"], df["images"]))
     assert list(df["measure"]) == [
-        "train_limit", "train_ours", "train_reference_w0", "train_reference_w1", "eval_limit", "eval_ours",
+        "train_limit_nchw", "train_limit_channels_last", "train_ours", "train_reference_w0", "train_reference_w1",
+        "eval_limit_b1024", "eval_limit_b256", "eval_ours", "train_limit", "eval_limit",
         "ratio_train_ours_limit", "ratio_eval_ours_limit", "ratio_train_ours_ref",
         "group_setup", "run_wall", "run_method", "overhead_share", "peak_rss", "cached_rerun",
     ]
+    cpu = dict(zip(df["measure"], df["cpu_value"]))
     # One synthetic task, 3 steps of the recipe's batch size: every training pipeline saw the same images.
     n_train = min(3 * synthetic_task.recipe.batch_size, len(build_task_data(synthetic_task, 0).train))
-    assert {images[k] for k in ("train_limit", "train_ours", "train_reference_w0", "train_reference_w1")} == {n_train}
-    assert images["eval_ours"] == images["eval_limit"] == perf.eval_images(build_task_data(synthetic_task, 0))
+    train = [m for m in value if m.startswith("train_")]
+    assert {images[m] for m in train} == {n_train}
+    n_eval = perf.eval_images(build_task_data(synthetic_task, 0))
+    assert {images[m] for m in value if m.startswith("eval_")} == {n_eval}
+    assert value["train_limit"] == max(value["train_limit_nchw"], value["train_limit_channels_last"])
+    assert cpu["train_limit"] == max(cpu["train_limit_nchw"], cpu["train_limit_channels_last"])
+    assert value["eval_limit"] == max(value["eval_limit_b1024"], value["eval_limit_b256"])
     assert value["ratio_train_ours_limit"] == pytest.approx(value["train_ours"] / value["train_limit"])
+    assert cpu["ratio_train_ours_limit"] == pytest.approx(cpu["train_ours"] / cpu["train_limit"])
     assert value["ratio_eval_ours_limit"] == pytest.approx(value["eval_ours"] / value["eval_limit"])
     faster_ref = max(value["train_reference_w0"], value["train_reference_w1"])
     assert value["ratio_train_ours_ref"] == pytest.approx(value["train_ours"] / faster_ref)
+    assert all(cpu[m] > 0 for m in value if df.loc[df["measure"] == m, "unit"].item() == "images/s")
+    assert all(math.isnan(cpu[m]) for m in ("run_wall", "overhead_share", "peak_rss", "cached_rerun"))
     assert value["overhead_share"] == pytest.approx((value["run_wall"] - value["run_method"]) / value["run_wall"])
     assert 0 < value["run_method"] < value["run_wall"]
     assert value["peak_rss"] > 0 and value["cached_rerun"] > 0
     assert images["cached_rerun"] == 2  # original + the oracle row of one seed
-    assert (df["unit"] == "images/s").sum() == 6
+    assert (df["unit"] == "images/s").sum() == 10
     assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1} and set(df["workers"]) == {1}
     assert set(df["torch_version"]) == {torch.__version__} and set(df["repeats"]) == {2}
     assert df["load_avg_1m"].notna().all()
