@@ -694,18 +694,9 @@ def perf_table(rows: Sequence[PerfRow], tasks: dict[str, Task], *, device: torch
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` as Parquet with :data:`PERF_SCHEMA`, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df[PERF_COLUMNS], schema=PERF_SCHEMA, preserve_index=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from bench.results import write_table_atomic
+
+    return write_table_atomic(pa.Table.from_pandas(df[PERF_COLUMNS], schema=PERF_SCHEMA, preserve_index=False), Path(path))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

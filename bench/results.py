@@ -100,7 +100,15 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
     path = failed_path if failed else ok_path
     if ok_path.exists() and not force:
         raise FileExistsError(f"{ok_path} already holds this run; pass force=True (--force) to redo it")
-    table = pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA)
+    write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
+    if not failed and failed_path.exists():
+        failed_path.unlink()  # the failure record is superseded by the successful re-run
+    return path
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` as Parquet to a temporary file beside ``path``, then rename it into place:
+    readers never see a partial file, and an interruption leaves nothing behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -110,8 +118,6 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    if not failed and failed_path.exists():
-        failed_path.unlink()  # the failure record is superseded by the successful re-run
     return path
 
 
