@@ -247,7 +247,8 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
         "train_limit_nchw", "train_limit_channels_last", "train_ours", "train_reference_w0", "train_reference_w1",
         "eval_limit_b1024", "eval_limit_b256", "eval_ours", "train_limit", "eval_limit",
         "ratio_train_ours_limit", "ratio_eval_ours_limit", "ratio_train_ours_ref",
-        "group_setup", "run_wall", "run_method", "overhead_share", "peak_rss", "cached_rerun",
+        "group_setup", "run_wall", "run_method", "run_eval_compute", "outside_method_share", "overhead_share", "peak_rss",
+        "cached_rerun",
     ]
     cpu = dict(zip(df["measure"], df["cpu_value"]))
     # One synthetic task, 3 steps of the recipe's batch size: every training pipeline saw the same images.
@@ -266,8 +267,11 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     assert value["ratio_train_ours_ref"] == pytest.approx(value["train_ours"] / faster_ref)
     assert all(cpu[m] > 0 for m in value if df.loc[df["measure"] == m, "unit"].item() == "images/s")
     assert all(math.isnan(cpu[m]) for m in ("run_wall", "overhead_share", "peak_rss", "cached_rerun"))
-    assert value["overhead_share"] == pytest.approx((value["run_wall"] - value["run_method"]) / value["run_wall"])
-    assert 0 < value["run_method"] < value["run_wall"]
+    assert df.loc[df["measure"] == "outside_method_share", "goal"].item() == ""
+    assert value["outside_method_share"] == pytest.approx((value["run_wall"] - value["run_method"]) / value["run_wall"])
+    assert value["overhead_share"] == pytest.approx(
+        (value["run_wall"] - value["run_method"] - value["run_eval_compute"]) / value["run_wall"])
+    assert 0 < value["run_method"] < value["run_wall"] and value["run_eval_compute"] > 0
     assert value["peak_rss"] > 0 and value["cached_rerun"] > 0
     assert images["cached_rerun"] == 2  # original + the oracle row of one seed
     assert (df["unit"] == "images/s").sum() == 10
