@@ -19,7 +19,16 @@ computation: torch's CPU kernels then sum in another order (measured, digits, 1 
 ``js_to_oracle`` moves by 1e-10 … 6e-7, and a model retrained from scratch by enough to move
 ``mia_auc`` by ~1e-4). Run the check with the thread count the baseline was made with (CI and the
 published results: the 2-core default), or pass ``--tolerance METRIC=ABS`` (|new − baseline| ≤ ABS)
-to compare across machines.
+to compare across machines. ``bench check`` does the first by itself: each row's device records
+``cpu (N threads, ISA)``, and a local re-run on the CPU takes the baseline's N unless ``--threads``
+says otherwise.
+
+The vector instruction set is the one thing a check cannot choose: torch and oneDNN pick AVX2 or
+AVX512 kernels from the CPU, and they, too, sum in another order. When the baseline's ISA differs
+from this machine's, every metric gets the :data:`CROSS_ISA_TOLERANCES` (unless ``--tolerance``
+names it) and the report says so; those were measured by re-running the baseline's suite here with
+the kernels held to AVX2 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``) and taking the
+largest difference seen, with head-room.
 
 Likely cause. When numbers moved, the baseline and new rows of the run are compared field by
 field: task version, method version, resolved hyperparameters, unlearnbench and torch versions,
@@ -33,8 +42,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,6 +54,9 @@ import pandas as pd
 NOT_COMPARED: tuple[str, ...] = ("runtime_seconds", "speedup")
 #: Default absolute tolerance per metric; every metric not listed (all of them) must match exactly.
 DEFAULT_TOLERANCES: dict[str, float] = {}
+#: Tolerances when the baseline was computed with another CPU instruction set (see the module
+#: docstring): the largest difference measured between AVX512 and AVX2 kernels, with head-room.
+CROSS_ISA_TOLERANCES: dict[str, float] = {}
 #: Below this |Δ| (and with nothing else differing) a moved number is most likely floating-point
 #: summation order (thread count), which the message then says.
 FLOAT_ORDER_DELTA = 1e-3
@@ -178,6 +191,7 @@ class CheckResult:
     missing_in_baseline: tuple[Key, ...]  # re-run, not in the baseline
     failed_in_rerun: tuple[tuple[Key, str], ...]  # (key, first line of the error)
     tolerances: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # how the re-run was matched to the baseline (threads, ISA)
 
     @property
     def ok(self) -> bool:
@@ -367,12 +381,13 @@ def format_check(result: CheckResult) -> str:
     tol = ", ".join(f"{k}={v:g}" for k, v in sorted(result.tolerances.items())) or "none (every metric exact)"
     head = (f"compared {result.values_compared} number(s) in {len(result.compared)} run(s) with the baseline "
             f"(tolerances: {tol}; not compared: {', '.join(NOT_COMPARED)}, timings)")
+    notes = "".join(f"\n  note: {n}" for n in result.notes)
     if result.ok:
-        return f"bench check: OK — {head}: nothing moved."
+        return f"bench check: OK — {head}: nothing moved.{notes}"
     n_moved = sum(len(r.moved) for r in result.moved)
     lines = [f"bench check: FAILED — {head}: {n_moved} number(s) moved in {len(result.moved)} run(s); "
              f"{len(result.missing_in_rerun)} run(s) missing in the re-run, {len(result.missing_in_baseline)} "
-             f"missing in the baseline, {len(result.failed_in_rerun)} failed."]
+             f"missing in the baseline, {len(result.failed_in_rerun)} failed.{notes}"]
     groups: dict[tuple[str, str], list[RunDiff]] = {}
     for r in result.moved:
         groups.setdefault(r.key[:2], []).append(r)
@@ -421,6 +436,7 @@ def check(
     suite: str = "quick",
     executor: str = "local",
     jobs: int = 2,
+    threads: int | None = None,
 ) -> CheckResult:
     """Re-run ``tasks`` × ``methods`` × ``seeds`` and :func:`compare` them with ``baseline``.
 
@@ -430,26 +446,55 @@ def check(
     temporary folder, deleted afterwards) with no leaderboard; references come from ``cache``.
     The baseline is restricted to the same tasks and seeds, and to the same methods (plus the
     ``oracle`` reference runs) when ``methods`` is given. ``executor``/``jobs`` as in ``bench run``:
-    note that they set the thread count (``processes`` with ``jobs`` workers gives each
-    cores/jobs threads, ``local`` torch's default), which must match the baseline's for an exact
-    comparison (see the module docstring).
+    note that ``processes`` with ``jobs`` workers gives each cores/jobs threads. ``threads``: the
+    CPU threads of a ``local`` re-run (default: the baseline's, read from its rows' device; see
+    the module docstring). When the baseline's CPU instruction set differs from this machine's,
+    :data:`CROSS_ISA_TOLERANCES` apply to the metrics ``tolerances`` does not name.
     """
+    import torch
+
+    from bench.results import read_store
     from bench.runner import DEFAULT_SEEDS, run
     from bench.tasks import get_suite, get_task
 
     base = baseline if isinstance(baseline, pd.DataFrame) else load_baseline(baseline)
     task_objs = [get_task(t) for t in (tasks if tasks else get_suite(suite))]
     seed_list = [int(s) for s in (seeds if seeds else DEFAULT_SEEDS)]
-    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
-        out = Path(results) if results is not None else Path(tmp) / "results"
-        run(task_objs, list(methods) if methods else None, seed_list, hp=hp, device=device, results=out,
-            leaderboard=None, cache=cache, data_root=data_root, progress=False, executor=executor, jobs=jobs)
-        from bench.results import read_store
-
-        new = read_store(out)
     names = {t.name for t in task_objs}
     def in_scope(df: pd.DataFrame) -> pd.Series:
         keep = df["task"].isin(names) & df["seed"].astype("int64").isin(seed_list)
         return keep & df["method"].isin(set(methods) | {"oracle"}) if methods else keep
 
-    return compare(base[in_scope(base)], new[in_scope(new)], tolerances=tolerances)
+    base = base[in_scope(base)]
+    notes: list[str] = []
+    tol = dict(tolerances or {})
+    settings = {cpu_setting(str(d)) for d in base["device"].unique()} if device == "cpu" else set()
+    if threads is None and executor == "local" and len(settings) == 1 and None not in settings:
+        threads = next(iter(settings))[0]
+        notes.append(f"re-ran with the baseline's {threads} CPU thread(s)")
+    isas = {s[1] for s in settings if s is not None and s[1]}
+    here = torch.backends.cpu.get_cpu_capability()
+    if isas and isas != {here}:
+        tol = {**CROSS_ISA_TOLERANCES, **tol}
+        notes.append(f"the baseline ran {', '.join(sorted(isas))} CPU kernels and this machine runs {here}: "
+                     "exact equality is not expected, the cross-ISA tolerances apply")
+    previous = torch.get_num_threads()
+    try:
+        if threads is not None and executor == "local":
+            torch.set_num_threads(int(threads))
+        with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+            out = Path(results) if results is not None else Path(tmp) / "results"
+            run(task_objs, list(methods) if methods else None, seed_list, hp=hp, device=device, results=out,
+                leaderboard=None, cache=cache, data_root=data_root, progress=False, executor=executor, jobs=jobs)
+            new = read_store(out)
+    finally:
+        torch.set_num_threads(previous)
+    result = compare(base, new[in_scope(new)], tolerances=tol)
+    return replace(result, notes=tuple(notes))
+
+
+def cpu_setting(device: str) -> tuple[int, str] | None:
+    """``"cpu (2 threads, AVX512)"`` → ``(2, "AVX512")``; ``"cpu (2 threads)"`` (older rows) →
+    ``(2, "")``; anything else (a GPU, no label) → ``None``."""
+    match = re.fullmatch(r"cpu \((\d+) threads?(?:, (\w+))?\)", device.strip())
+    return (int(match.group(1)), match.group(2) or "") if match else None

@@ -113,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         args.baseline, split_names(args.tasks), split_names(args.methods), args.seeds,
         tolerances=parse_tolerances(args.tolerance), hp=parse_hp(args.hp), results=args.results,
         cache=args.cache, data_root=args.data_root, device=args.device, suite=args.suite,
-        executor=args.executor, jobs=args.jobs,
+        executor=args.executor, jobs=args.jobs, threads=args.threads,
     )
     print(result.format(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
@@ -202,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where dataset files live")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu; the published baseline is CPU)")
     p.add_argument("--executor", choices=["local", "processes"], default="local",
-                   help="as in `bench run`; it sets the CPU thread count, which must match the baseline's for exact "
-                        "numbers (processes: cores/--jobs threads per worker; local: torch's default)")
+                   help="as in `bench run`; processes gives each worker cores/--jobs CPU threads, which must match "
+                        "the baseline's for exact numbers")
     p.add_argument("--jobs", type=int, default=2, help="workers of --executor processes (default 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of a local re-run (default: the baseline's, from its rows' device)")
     p.set_defaults(fn=cmd_check)
 
     p = sub.add_parser("perf", help="measure the harness against the machine's limit and the reference pipelines",

@@ -21,7 +21,7 @@ measure                        unit      what
                                          ``DataLoader`` with K workers (K = 0 and ``--workers``):
                                          what the seeds' repositories do
 ``eval_limit_bB``              images/s  model-only forward (eval mode) in batches of B (1024:
-                                         ``predict_logits``' batch; 256: a cache-sized batch)
+                                         ``predict_logits``' CUDA batch; 256: its CPU batch)
 ``eval_limit``                 images/s  the faster of those
 ``eval_ours``                  images/s  :func:`bench.runner.logits_of`: logits of every split
 ``ratio_train_ours_limit``     ratio     train_ours / train_limit                 (goal >= 0.9)
@@ -97,9 +97,8 @@ from bench.tasks import ForgetRule, Recipe, Task, get_suite, get_task
 from bench.train import make_optimizer, resolve_device
 
 DEFAULT_TASKS = ("digits-cnn-class", "fmnist-lenet-class")
-EVAL_BATCH = 1024  # bench.train.predict_logits' default batch size
-#: The evaluation limit is the faster of predict_logits' batch and a cache-sized CPU batch.
-EVAL_LIMIT_BATCHES = (EVAL_BATCH, 256)
+#: The evaluation limit is the faster of predict_logits' default batches on CUDA and on the CPU.
+EVAL_LIMIT_BATCHES = (1024, 256)
 #: The training limit is the faster of the default (NCHW) and the channels-last memory format.
 LIMIT_FORMATS = ("nchw", "channels_last")
 

@@ -37,7 +37,8 @@ from bench.models import Classifier, build_model, state_hash
 from bench.train import train_with_recipe
 
 #: Bump when the reference training code changes in a way that moves numbers.
-REFERENCE_VERSION = 1
+#: 2: training in channels-last memory format, evaluation in batches of 256 on the CPU.
+REFERENCE_VERSION = 2
 CACHE_FORMAT = "unlearnbench-reference/1"
 
 

@@ -180,10 +180,12 @@ def common_fields(task: Task, method: str, method_version: int, hp_json: str, da
 
 
 def device_label(device: torch.device) -> str:
-    """The row's device: on CPU with its intra-op thread count, which changes float reductions
-    (1 and 2 threads differ in the last bits), so a regression check knows what to match."""
+    """The row's device. On CPU: ``cpu (N threads, ISA)`` with the intra-op thread count and the
+    vector instruction set torch dispatches to (``torch.backends.cpu.get_cpu_capability()``:
+    AVX2, AVX512, ...). Both change float reductions (1 and 2 threads differ in the last bits;
+    AVX2 and AVX512 kernels too), so a regression check knows what it can match exactly."""
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        return f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
     name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else ""
     return f"{device} ({name})" if name else str(device)
 

@@ -87,7 +87,9 @@ def train_epochs(
 
     Deterministic in ``(seed, purpose)``: the shuffling, augmentation and the global torch RNG
     (dropout) are all seeded from them. ``amp``: bfloat16 autocast, on CUDA only (cuDNN autotuning
-    is switched on there too); CPU training is always plain fp32. Returns the wall time and the
+    is switched on there too); CPU training is always plain fp32. The model trains in channels-last
+    (NHWC) memory format, which oneDNN and cuDNN run faster (``bench perf``: +26% on LeNet / 2 CPU
+    threads), and is handed back in the default contiguous format. Returns the wall time and the
     last epoch's mean loss.
     """
     if len(split) == 0:
@@ -102,7 +104,7 @@ def train_epochs(
     use_amp = amp and device.type == "cuda"
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    model.to(device).train()
+    model.to(device, memory_format=torch.channels_last).train()
     start = time.perf_counter()
     steps, last = 0, float("nan")
     for _ in range(epochs):
@@ -122,6 +124,7 @@ def train_epochs(
         last = float(running) / count
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    model.to(memory_format=torch.contiguous_format)
     return TrainLog(epochs=epochs, steps=steps, seconds=time.perf_counter() - start, final_loss=last)
 
 
@@ -135,8 +138,15 @@ def train_with_recipe(model: nn.Module, split: Split, recipe: Recipe, *, seed: i
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, split: Split, *, device: torch.device | str, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` on every image of ``split`` (eval mode), float32 on the CPU."""
+def predict_logits(model: nn.Module, split: Split, *, device: torch.device | str, batch_size: int | None = None) -> torch.Tensor:
+    """Logits of ``model`` on every image of ``split`` (eval mode), float32 on the CPU.
+
+    Default batch: 256 on the CPU (activations stay cache-sized and below glibc's mmap threshold;
+    ``bench perf`` measured 1.5x the throughput of 1024 on the digits CNN), 1024 on CUDA.
+    """
+    device = torch.device(device)
+    if batch_size is None:
+        batch_size = 1024 if device.type == "cuda" else 256
     model.to(device).eval()
     out = [model(x).float().cpu() for x, _ in batches(split, batch_size, device=device)]
     if not out:

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import bench
 from bench import registry
 from bench.check import (
+    CROSS_ISA_TOLERANCES,
     NOT_COMPARED,
     check,
     compare,
+    cpu_setting,
     format_leaderboard_diff,
     hp_changes,
     leaderboard_diff,
@@ -329,3 +332,41 @@ def test_line_ending_change_is_reported(fresh: tuple[Path, Path]):
     page.write_bytes(page.read_bytes().replace(b"\n", b"\r\n"))
     (diff,) = leaderboard_diff(read_store(results), out)
     assert diff.name == "index.md" and diff.kind == "differs" and "\\r" in diff.diff
+
+
+def test_cpu_setting_reads_threads_and_instruction_set():
+    assert cpu_setting("cpu (2 threads, AVX512)") == (2, "AVX512")
+    assert cpu_setting("cpu (1 threads)") == (1, "")
+    assert cpu_setting("cuda:0 (NVIDIA H100)") is None
+    assert cpu_setting("") is None
+
+
+def test_check_re_runs_with_the_baselines_threads_and_restores_them(
+        baseline: Path, synthetic_task: Task, reference_cache: Path):
+    (label,) = read_store(baseline)["device"].unique()
+    threads, isa = cpu_setting(label)
+    assert isa == torch.backends.cpu.get_cpu_capability()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        result = check(baseline, [synthetic_task], ["finetune"], [0], cache=reference_cache)
+        assert torch.get_num_threads() == threads + 1
+    finally:
+        torch.set_num_threads(before)
+    assert result.ok, result.format()
+    assert result.notes == (f"re-ran with the baseline's {threads} CPU thread(s)",)
+    assert result.tolerances == {}
+
+
+def test_another_instruction_set_applies_the_cross_isa_tolerances(
+        baseline: Path, synthetic_task: Task, reference_cache: Path, tmp_path: Path):
+    rows = read_store(baseline)
+    threads, _ = cpu_setting(rows["device"].iloc[0])
+    rows["device"] = f"cpu ({threads} threads, SOMEOTHERISA)"
+    rows.to_parquet(tmp_path / "elsewhere.parquet")
+    result = check(tmp_path / "elsewhere.parquet", [synthetic_task], ["finetune"], [0], cache=reference_cache,
+                   tolerances={"test_accuracy": 0.5})
+    assert result.ok, result.format()
+    assert result.tolerances == {**CROSS_ISA_TOLERANCES, "test_accuracy": 0.5}
+    assert any("SOMEOTHERISA" in n and "cross-ISA tolerances" in n for n in result.notes)
+    assert "note: the baseline ran SOMEOTHERISA" in result.format()

@@ -106,7 +106,7 @@ def test_rows_record_what_defines_them(first_run, synthetic_task: Task, referenc
         assert by_method["original"]["data_used"] == "none"
         assert by_method["finetune"]["data_used"] == "retain"
         assert by_method["finetune"]["hyperparameters"] == '{"batch_size":64,"epochs":5,"lr":0.001}'
-        assert all(r["task"] == synthetic_task.name and r["task_version"] == 1 and r["device"] == f"cpu ({torch.get_num_threads()} threads)" for r in mine)
+        assert all(r["task"] == synthetic_task.name and r["task_version"] == 1 and r["device"] == f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})" for r in mine)
         # the original remembers class 1, the oracle never saw it
         assert metric(rows, "original", seed, "forget_accuracy") > 0.9
         assert metric(rows, "oracle", seed, "forget_accuracy") == 0.0
