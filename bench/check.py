@@ -28,7 +28,9 @@ AVX512 kernels from the CPU, and they, too, sum in another order. When the basel
 from this machine's, every metric gets the :data:`CROSS_ISA_TOLERANCES` (unless ``--tolerance``
 names it) and the report says so; those were measured by re-running the baseline's suite here with
 the kernels held to AVX2 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``) and taking the
-largest difference seen, with head-room.
+largest difference seen, with head-room. They are wide (a model retrained with other kernels is a
+slightly different model, and the attacks amplify that): across instruction sets the check catches
+a broken method, not a last-digit change. Publish results from, and check on, one machine kind.
 
 Likely cause. When numbers moved, the baseline and new rows of the run are compared field by
 field: task version, method version, resolved hyperparameters, unlearnbench and torch versions,
@@ -55,8 +57,18 @@ NOT_COMPARED: tuple[str, ...] = ("runtime_seconds", "speedup")
 #: Default absolute tolerance per metric; every metric not listed (all of them) must match exactly.
 DEFAULT_TOLERANCES: dict[str, float] = {}
 #: Tolerances when the baseline was computed with another CPU instruction set (see the module
-#: docstring): the largest difference measured between AVX512 and AVX2 kernels, with head-room.
-CROSS_ISA_TOLERANCES: dict[str, float] = {}
+#: docstring). Measured: the digits suite (14 methods and the oracle, seeds 0 1 2, 1,110 numbers),
+#: AVX512 kernels against AVX2 kernels on one machine, 2 threads; every run moved, because every
+#: trained model differs a little and training amplifies it. Largest |Δ| seen, per metric:
+#: forget 0.050, retain 0.026, test 0.035, forget_test 0.069, mia_efficacy 0.046, mia_auc 0.031,
+#: mia_cv 0.042, nomus 0.032, js_to_oracle 0.104, mia_efficacy_entropy 0.815 (an SVC boundary on a
+#: near-constant feature flips). Tolerance = 1.5 × that, rounded up; for mia_efficacy_entropy it
+#: exceeds the metric's range, so across instruction sets that metric is in effect not checked.
+CROSS_ISA_TOLERANCES: dict[str, float] = {
+    "forget_accuracy": 0.08, "retain_accuracy": 0.04, "test_accuracy": 0.06, "forget_test_accuracy": 0.11,
+    "mia_efficacy": 0.07, "mia_efficacy_entropy": 1.0, "mia_auc": 0.05, "mia_cv_accuracy": 0.07,
+    "js_to_oracle": 0.16, "nomus": 0.05,
+}
 #: Below this |Δ| (and with nothing else differing) a moved number is most likely floating-point
 #: summation order (thread count), which the message then says.
 FLOAT_ORDER_DELTA = 1e-3

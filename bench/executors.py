@@ -151,29 +151,44 @@ def init_worker(threads: int) -> None:
 
 
 class LocalExecutor:
-    """Runs each job in this process, at submission (what tests and small suites use)."""
+    """Runs each job in this process, one at a time, when the scheduler waits for it (what tests
+    and small suites use). A job runs only when :meth:`wait` is called, so the scheduler writes
+    every finished run before the next one starts: Ctrl-C loses at most the run in progress, and
+    the progress bar moves run by run."""
 
     name = "local"
     slots = 1
 
+    def __init__(self) -> None:
+        self._pending: dict[Future, tuple[Callable[..., Any], tuple, Sequence[Future]]] = {}
+
     def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Any] = ()) -> Future:
         future: Future = Future()
-        try:
-            future.set_result(fn(*args, *[d.result() for d in deps]))
-        except BaseException as err:  # noqa: BLE001 - delivered through the future, like a pool
-            if isinstance(err, KeyboardInterrupt):
-                raise
-            future.set_exception(err)
+        self._pending[future] = (fn, args, deps)
         return future
 
     def wait(self, handles: Sequence[Future]) -> list[Future]:
-        return [h for h in handles if h.done()]
+        """The finished handles if there are any; else runs the first pending one and returns it."""
+        done = [h for h in handles if h.done()]
+        if done:
+            return done
+        for handle in handles:
+            if handle in self._pending:
+                fn, args, deps = self._pending.pop(handle)
+                try:
+                    handle.set_result(fn(*args, *[d.result() for d in deps]))
+                except BaseException as err:  # noqa: BLE001 - delivered through the future, like a pool
+                    if isinstance(err, KeyboardInterrupt):
+                        raise
+                    handle.set_exception(err)
+                return [handle]
+        return []
 
     def result(self, handle: Future) -> Any:
         return handle.result()
 
     def shutdown(self, cancel: bool = False) -> None:
-        pass
+        self._pending.clear()
 
 
 class ProcessExecutor:

@@ -93,6 +93,16 @@ class MethodSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     applies_to: tuple[str, ...] = ("classes", "random", "identities")
 
+    def not_applicable(self, task: Any) -> str | None:
+        """Why this method does not run on ``task`` (a :class:`bench.tasks.Task`), or ``None`` when
+        it does: its paper setting does not cover the task's forget rule, or it needs surrogate
+        data the task does not name."""
+        if task.forget.kind not in self.applies_to:
+            return f"{self.name} applies to {'/'.join(self.applies_to)} forgetting only"
+        if "surrogate" in self.uses and task.surrogate is None:
+            return f"{self.name} needs surrogate data and {task.name} names none"
+        return None
+
     def resolve(self, task_name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults, then this task's tuned values, then user overrides; checked and typed."""
         hp = dict(self.defaults)

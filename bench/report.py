@@ -485,6 +485,26 @@ def date_of(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%d")
 
 
+def value_cell(entry: str, metric: str, rec: pd.Series) -> str:
+    """``mean ± std`` of ``metric``; the original's speed-up is not shown: it does no work, so its
+    runtime is the time of a copy and oracle time / runtime means nothing."""
+    if metric == "speedup" and entry == "original":
+        return "– (no work)"
+    return mean_std(metric, rec[f"{metric}_mean"], rec[f"{metric}_std"])
+
+
+def not_applicable_methods(task_name: str) -> list[tuple[str, str]]:
+    """(method, reason) of every registered method that does not run on the task, so a page
+    says why a method is absent instead of leaving it out silently."""
+    if task_name not in TASKS:
+        return []
+    from bench.registry import METHODS, load_methods
+
+    load_methods()
+    task = TASKS.get(task_name)
+    return [(name, reason) for name, m in METHODS.items() if (reason := m.not_applicable(task)) is not None]
+
+
 def label_of(entry: str, rec: pd.Series) -> str:
     return f"{entry} (reference)" if rec["reference"] else entry
 
@@ -639,7 +659,7 @@ def render_task(selected: TaskRows, table: pd.DataFrame, *, claims: Sequence[Cla
                     row.append(mean_std(m, rec.get(f"{m}_mean", math.nan), rec.get(f"{m}_std", math.nan)))
                 if m == rank_by:
                     row += [ci_cell(m, float(rec["ranking_ci"])), noise_cell(rec)]
-            row += [mean_std(m, rec[f"{m}_mean"], rec[f"{m}_std"]) for m in shown]
+            row += [value_cell(entry, m, rec) for m in shown]
             rows.append(row)
         lines += [md_table(headers, rows, right=set(range(2, len(headers))) - {3}), ""]
         lines += [
@@ -680,7 +700,7 @@ def render_task(selected: TaskRows, table: pd.DataFrame, *, claims: Sequence[Cla
             row = [label_of(entry, rec)]
             for kind, m in columns:
                 if kind == "value":
-                    row.append(mean_std(m, rec[f"{m}_mean"], rec[f"{m}_std"]))
+                    row.append(value_cell(entry, m, rec))
                 else:
                     row.append(gap_cell(m, rec[f"{m}_gap"], rec[f"{m}_gap_ci"]))
             rows.append(row)
@@ -709,6 +729,11 @@ def render_task(selected: TaskRows, table: pd.DataFrame, *, claims: Sequence[Cla
             first = next((ln.strip() for ln in str(rec["error"]).splitlines() if ln.strip()), "(no error text)")
             rows.append([rec["entry"], str(rec["method_version"]), str(rec["seed"]), first if "`" in first else f"`{first}`"])
         lines += [md_table(["method", "version", "seed", "error (first line)"], rows, right={1, 2}), ""]
+
+    skipped = not_applicable_methods(selected.task)
+    if skipped:
+        lines += ["## Not applicable", ""]
+        lines += [f"- `{name}`: {reason}" for name, reason in skipped] + [""]
 
     found = notes(selected, table, values)
     if found:

@@ -112,11 +112,9 @@ def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequen
     runs, skipped = [], []
     for task in task_objs:
         for spec in specs:
-            if task.forget.kind not in spec.applies_to:
-                skipped.append((task.name, spec.name, f"{spec.name} applies to {'/'.join(spec.applies_to)} forgetting only"))
-                continue
-            if "surrogate" in spec.uses and task.surrogate is None:
-                skipped.append((task.name, spec.name, f"{spec.name} needs surrogate data and {task.name} names none"))
+            reason = spec.not_applicable(task)
+            if reason is not None:
+                skipped.append((task.name, spec.name, reason))
                 continue
             hp = spec.resolve(task.name, overrides_for(spec, overrides))
             for seed in seeds:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: set up (venv, pinned torch, the project), fetch the Debian
 # Fashion-MNIST package when we may (root with apt), then run the whole CPU test suite,
-# slow end-to-end tests included. Usage: bash ci/test.sh [extra pytest args]
+# slow end-to-end tests included, and (without arguments) the regression checks of the published
+# results. Usage: bash ci/test.sh [pytest args: run only those tests, no regression checks]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash ci/setup.sh
@@ -15,4 +16,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
     echo "warning: could not install dataset-fashion-mnist; the Fashion-MNIST tests will be skipped"
   fi
 fi
-exec .venv/bin/python -m pytest -q -ra "$@"
+.venv/bin/python -m pytest -q -ra "$@"
+# The published numbers (issue 10), when the whole suite ran: the committed leaderboard must be what
+# `bench report` makes of the committed results, and re-running the digits suite must reproduce
+# every committed digits number (exactly on the same CPU kernels; see `bench check --help`).
+if [ $# -eq 0 ]; then
+  .venv/bin/bench report --check --results results --out leaderboard
+  .venv/bin/bench check --baseline results/
+fi

@@ -112,3 +112,24 @@ def test_interrupted_plan_resumes_without_duplicates(synthetic_task, tmp_path: P
     assert df["run_id"].nunique() == 4 * 3 + 3  # 12 method runs + 3 oracle reference runs
     assert set(df["status"]) == {"ok"}
     assert len(list(results.rglob("*.parquet"))) == 15
+
+
+def test_local_executor_stores_each_run_before_the_next_starts(synthetic_task, tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a local plan keeps every run finished before it."""
+    from bench.registry import METHODS, method
+
+    @method(uses=(), paper="test", version=1)
+    def interrupts(model, data, *, device):
+        """Stands for the user pressing Ctrl-C during this run."""
+        raise KeyboardInterrupt
+
+    results = tmp_path / "results"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bench.run(synthetic_task, ["finetune", "neggrad", "interrupts", "original"], seeds=[0], results=results,
+                      leaderboard=None, cache=tmp_path / "cache", progress=False)
+    finally:
+        METHODS._entries.pop("interrupts", None)
+    stored = read_store(results)
+    assert set(stored["method"]) == {"oracle", "finetune", "neggrad"}
+    assert set(stored["status"]) == {"ok"}

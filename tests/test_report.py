@@ -533,3 +533,27 @@ def test_no_plot_without_an_oracle():
     assert f"plots/{CLASS_TASK}-runtime.svg" in pages  # runtimes exist; no oracle line
     assert "oracle training time" not in pages[f"plots/{CLASS_TASK}-runtime.svg"]
     assert f"(plots/{CLASS_TASK}-tradeoff.svg)" not in pages[f"{CLASS_TASK}.md"]
+
+
+def test_methods_that_do_not_apply_are_listed_with_their_reason():
+    from bench.registry import METHODS, load_methods
+
+    load_methods()
+    pages = render(store())
+    random_page, class_page = pages[f"{RANDOM_TASK}.md"], pages[f"{CLASS_TASK}.md"]
+    class_only = [name for name, m in METHODS.items() if "random" not in m.applies_to]
+    assert class_only  # anti-samples and SCAR's self-forget are class-removal methods
+    section = random_page.split("## Not applicable", 1)[1].split("\n## ", 1)[0]
+    for name in class_only:
+        assert f"- `{name}`: {name} applies to {'/'.join(METHODS.get(name).applies_to)} forgetting only" in section
+    assert "## Not applicable" not in class_page or all(
+        f"`{name}`" not in class_page.split("## Not applicable", 1)[1] for name in class_only)
+
+
+def test_the_originals_speedup_is_not_shown():
+    extra = rows_of(CLASS_TASK, {"original": {"speedup": [1e6, 2e6, 3e6], "runtime_seconds": [1e-5, 1e-5, 1e-5]}})
+    page = render(store(extra))[f"{CLASS_TASK}.md"]
+    speedups = column(table_rows(page, "All metrics"), "speedup")
+    methods = column(table_rows(page, "All metrics"), "method")
+    assert speedups[methods.index("original (reference)")] == "– (no work)"
+    assert speedups[methods.index("oracle (reference)")] == "1.0× ± 0.0"
