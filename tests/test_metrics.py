@@ -17,7 +17,7 @@ from sklearn.svm import SVC
 
 from bench import metrics, mia
 from bench.data import seed_stream
-from bench.metrics import Evaluation, SplitLogits
+from bench.metrics import METRICS, THREADED_METRICS, Evaluation, SplitLogits, compute_metrics
 
 
 # ---------------------------------------------------------------- helpers
@@ -364,3 +364,18 @@ def test_compute_metrics_forget_test_only_for_class_removal():
     assert set(random_forgetting) == set(metrics.METRICS.names()) - {"forget_test_accuracy"}
     for name, (value, n) in class_removal.items():
         assert isinstance(value, float) and math.isfinite(value) and n > 0, name
+
+
+def test_threaded_attacks_give_the_sequential_values_in_registry_order():
+    ev = make_eval(forget_classes=(1,), with_forget_test=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sequential = compute_metrics(ev)
+        torch.set_num_threads(2)
+        threaded = compute_metrics(ev)
+    finally:
+        torch.set_num_threads(before)
+    assert list(threaded) == list(sequential) == [n for n in METRICS.names() if n in sequential]
+    assert threaded == sequential
+    assert set(THREADED_METRICS) <= set(threaded)
