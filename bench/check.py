@@ -57,7 +57,7 @@ NOT_COMPARED: tuple[str, ...] = ("runtime_seconds", "speedup")
 #: Default absolute tolerance per metric; every metric not listed (all of them) must match exactly.
 DEFAULT_TOLERANCES: dict[str, float] = {}
 #: Tolerances when the baseline was computed with another CPU instruction set (see the module
-#: docstring). Measured: the digits suite (14 methods and the oracle, seeds 0 1 2, 1,110 numbers),
+#: docstring). Measured: the digits suite (13 methods and the oracle, seeds 0 1 2, 1,110 numbers),
 #: AVX512 kernels against AVX2 kernels on one machine, 2 threads; every run moved, because every
 #: trained model differs a little and training amplifies it. Largest |Δ| seen, per metric:
 #: forget 0.050, retain 0.026, test 0.035, forget_test 0.069, mia_efficacy 0.046, mia_auc 0.031,
