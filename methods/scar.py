@@ -183,7 +183,12 @@ def nearest_other_class(dist: torch.Tensor, labels: torch.Tensor, classes: torch
     """Class id of the nearest class (smallest ``dist`` column) that is not the image's own label."""
     own = classes[None, :] == labels[:, None]
     if bool(own.all(1).any()):
-        raise ValueError("SCAR: a forget image has no class other than its own with statistics to move to")
+        raise ValueError(
+            f"SCAR: a forget image has no class other than its own with statistics to move to (classes with "
+            f"statistics: {classes.tolist()}). With stats='surrogate' the classes are those the original "
+            "predicts for the surrogate images; an undertrained original may predict only one: use "
+            "stats='retain', more or other surrogate data, or a better-trained original"
+        )
     return classes[dist.masked_fill(own, float("inf")).argmin(1)]
 
 
