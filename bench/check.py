@@ -480,6 +480,9 @@ def check(
     base = base[in_scope(base)]
     notes: list[str] = []
     tol = dict(tolerances or {})
+    if threads is not None and executor != "local":
+        raise ValueError(f"--threads sets the CPU threads of a local re-run; with --executor {executor} each of the "
+                         f"--jobs {jobs} workers gets cores/{jobs} threads: drop --threads or use --executor local")
     settings = {cpu_setting(str(d)) for d in base["device"].unique()} if device == "cpu" else set()
     if threads is None and executor == "local" and len(settings) == 1 and None not in settings:
         threads = next(iter(settings))[0]
@@ -492,7 +495,7 @@ def check(
                      "exact equality is not expected, the cross-ISA tolerances apply")
     previous = torch.get_num_threads()
     try:
-        if threads is not None and executor == "local":
+        if threads is not None:
             torch.set_num_threads(int(threads))
         with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
             out = Path(results) if results is not None else Path(tmp) / "results"

@@ -41,8 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         hp=parse_hp(args.hp), device=args.device, results=args.results, leaderboard=args.out,
         cache=args.cache, data_root=args.data_root, force=args.force, progress=not args.no_progress,
         executor=args.executor, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
-        gpus_per_run=args.gpus_per_run,
+        gpus_per_run=args.gpus_per_run, dry_run=args.dry_run,
     )
+    if args.dry_run:
+        return 0
     runs = {r["run_id"]: r["status"] for r in rows}
     failed = sum(1 for s in runs.values() if s != "ok")
     print(f"{len(runs)} run(s) computed ({failed} failed) in {time.perf_counter() - start:.1f} s")
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="where dataset files live")
     p.add_argument("--force", action="store_true", help="redo runs that are already stored")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate; run and write nothing")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for this process (default: torch's default); recorded in each row's device")
     p.add_argument("--executor", choices=["local", "processes", "ray"], default="local",

@@ -201,24 +201,23 @@ COMPOSITES.register("tow", Composite(
 ))
 
 
-#: Metrics that spend their time in scikit-learn's libsvm, which releases the GIL: computed side by
-#: side in threads when torch has more than one CPU thread. They are pure functions of the logits and
-#: the seed, so the values are the same as computed one after the other (``bench perf``: the two SVC
-#: attacks are ~5.5 of the ~6.6 s a Fashion-MNIST run spends outside method and model compute).
+#: Metrics that spend their time in scikit-learn's libsvm, which releases the GIL. When torch has more
+#: than one CPU thread, every metric is computed in a pool of that many threads, these first (they are
+#: the long ones: ~2 s each on Fashion-MNIST, the rest ~0.3 s together); each metric is a pure function
+#: of the logits and the seed, so the values are those computed one after the other.
 THREADED_METRICS = ("mia_efficacy", "mia_efficacy_entropy")
 
 
 def compute_metrics(ev: Evaluation) -> dict[str, tuple[float, int]]:
     """Every registered metric that applies to ``ev``: name → (value, n), in registry order."""
     names = [name for name, m in METRICS.items() if m.applies(ev)]
-    threaded = [n for n in names if n in THREADED_METRICS]
-    workers = min(len(threaded), torch.get_num_threads())
-    done: dict[str, tuple[float, int]] = {}
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metric") as pool:
-            futures = {n: pool.submit(METRICS.get(n).fn, ev) for n in threaded}
-            done = {n: f.result() for n, f in futures.items()}
-    return {n: done[n] if n in done else METRICS.get(n).fn(ev) for n in names}
+    workers = min(len(names), torch.get_num_threads())
+    if workers <= 1:
+        return {n: METRICS.get(n).fn(ev) for n in names}
+    first = [n for n in names if n in THREADED_METRICS] + [n for n in names if n not in THREADED_METRICS]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metric") as pool:
+        futures = {n: pool.submit(METRICS.get(n).fn, ev) for n in first}
+        return {n: futures[n].result() for n in names}
 
 
 def metric_goal(name: str) -> Goal:

@@ -790,6 +790,12 @@ PLOT_RC: dict[str, object] = {
 #: SVG metadata: no creation date and no software string, so that equal results give equal bytes.
 SVG_METADATA: dict[str, None] = {"Date": None, "Creator": None}
 MARKERS = ("o", "^", "v", "D", "P", "X", "<", ">", "h", "p", "d", "8")
+#: One colour per method entry: matplotlib's tab20 without its two greys (grey is the original's,
+#: black the oracle's), the nine dark shades first, then the nine light ones: 18 before a repeat.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+)
 RUNTIME_FLOOR = 1e-3  # seconds; shorter runtimes are drawn at this value on the log axis
 
 
@@ -801,8 +807,8 @@ def forgetting_metric(task: str) -> str:
     return "forget_accuracy" if kind == "classes" else "mia_efficacy"
 
 
-def figure_svg(draw) -> str:
-    """Run ``draw(fig)`` on a fresh figure under the fixed style and return the SVG text."""
+def figure_svg(draw, *, height: float = 4.8) -> str:
+    """Run ``draw(fig)`` on a fresh 7.5-inch-wide figure under the fixed style and return the SVG text."""
     import io
 
     import matplotlib
@@ -810,7 +816,7 @@ def figure_svg(draw) -> str:
     from matplotlib.figure import Figure
 
     with matplotlib.style.context("default"), matplotlib.rc_context(PLOT_RC):
-        fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+        fig = Figure(figsize=(7.5, height), layout="constrained")
         draw(fig)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata=SVG_METADATA)
@@ -822,7 +828,7 @@ def style_of(i: int, entry: str) -> dict[str, object]:
         return {"marker": "*", "color": "black", "markersize": 11}
     if entry == "original":
         return {"marker": "s", "color": "0.45", "markersize": 6}
-    return {"marker": MARKERS[i % len(MARKERS)], "color": f"C{i % 10}", "markersize": 6}
+    return {"marker": MARKERS[i % len(MARKERS)], "color": PALETTE[i % len(PALETTE)], "markersize": 6}
 
 
 def finite_or_zero(x: object) -> float:
@@ -830,10 +836,40 @@ def finite_or_zero(x: object) -> float:
     return x if math.isfinite(x) else 0.0
 
 
+#: The trade-off plot adds a panel zoomed on the oracle's neighbourhood when at least
+#: ZOOM_MIN_ENTRIES method entries lie within ZOOM_RADIUS (x, y) of the oracle's point, as fractions
+#: of each axis' span, and some entry lies outside: on class removal most methods sit on top of one
+#: another at (the oracle's test accuracy, 0) while one outlier sets the scale.
+ZOOM_RADIUS = (0.25, 0.1)
+ZOOM_MIN_ENTRIES = 3
+
+
+def zoom_box(points: pd.DataFrame) -> tuple[float, float, float, float] | None:
+    """(x0, x1, y0, y1) of the zoom panel of the trade-off plot, or None. ``points``: columns
+    x, y, xerr, yerr (error-bar half-widths), one row per entry, indexed by entry name, the oracle
+    among them. The box holds the near entries' points, padded by 15% (error bars may leave it)."""
+    if ORACLE not in points.index:
+        return None
+    xa, ya = points.loc[ORACLE, "x"], points.loc[ORACLE, "y"]
+    # the spans the main panel shows: points and error bars
+    span_x = float((points["x"] + points["xerr"]).max() - (points["x"] - points["xerr"]).min()) or 1.0
+    span_y = float((points["y"] + points["yerr"]).max() - (points["y"] - points["yerr"]).min()) or 1.0
+    near = points[((points["x"] - xa).abs() <= ZOOM_RADIUS[0] * span_x)
+                  & ((points["y"] - ya).abs() <= ZOOM_RADIUS[1] * span_y)]
+    if len(near) - 1 < ZOOM_MIN_ENTRIES or len(near) == len(points):
+        return None
+    x0, x1 = float(near["x"].min()), float(near["x"].max())
+    y0, y1 = float(near["y"].min()), float(near["y"].max())
+    pad_x = 0.15 * (x1 - x0) or 0.005 * span_x
+    pad_y = 0.15 * (y1 - y0) or 0.005 * span_y
+    return x0 - pad_x, x1 + pad_x, y0 - pad_y, y1 + pad_y
+
+
 def plot_tradeoff(task: str, table: pd.DataFrame) -> tuple[str, str] | None:
     """Forgetting error |Δ m| (m = :func:`forgetting_metric`) against test accuracy, one point per
-    entry, error bars = 95% confidence intervals over seeds. (svg, caption), or None when no entry
-    has both numbers (no oracle, or no test accuracy)."""
+    entry, error bars = 95% confidence intervals over seeds; a second panel zooms on the entries
+    crowded around the oracle (:func:`zoom_box`). (svg, caption), or None when no entry has both
+    numbers (no oracle, or no test accuracy)."""
     fm = forgetting_metric(task)
     x_col, y_col = "test_accuracy_mean", f"{fm}_gap"
     if table.empty or x_col not in table.columns or y_col not in table.columns:
@@ -841,26 +877,49 @@ def plot_tradeoff(task: str, table: pd.DataFrame) -> tuple[str, str] | None:
     shown = table[table[x_col].notna() & table[y_col].notna()]
     if shown.empty:
         return None
+    points = pd.DataFrame({
+        "x": shown[x_col].astype("float64"),
+        "y": shown[y_col].astype("float64"),
+        "xerr": [finite_or_zero(rec.get("test_accuracy_ci")) for _, rec in shown.iterrows()],
+        "yerr": [finite_or_zero(rec.get(f"{y_col}_ci")) for _, rec in shown.iterrows()],
+    }, index=shown.index)
+    box = zoom_box(points)
+
+    def draw_points(ax, only: pd.Index | None = None) -> None:
+        for i, (entry, rec) in enumerate(shown.iterrows()):
+            if only is not None and entry not in only:
+                continue
+            label = entry if rec["reference"] else f"{rank_of(rec)}. {entry}"
+            x, y, xerr, h = points.loc[entry, ["x", "y", "xerr", "yerr"]]
+            ax.errorbar([x], [y], xerr=[xerr], yerr=[[min(h, y)], [h]], linestyle="none", capsize=3, label=label,
+                        **style_of(i, entry))
 
     def draw(fig) -> None:
-        ax = fig.add_subplot()
-        for i, (entry, rec) in enumerate(shown.iterrows()):
-            label = entry if rec["reference"] else f"{rank_of(rec)}. {entry}"
-            x, y = float(rec[x_col]), float(rec[y_col])
-            h = finite_or_zero(rec.get(f"{y_col}_ci"))
-            ax.errorbar(
-                [x], [y], xerr=[finite_or_zero(rec.get("test_accuracy_ci"))], yerr=[[min(h, y)], [h]],
-                linestyle="none", capsize=3, label=label, **style_of(i, entry),
-            )
+        ax = fig.add_subplot(2, 1, 1) if box else fig.add_subplot()
+        draw_points(ax)
         ax.set_xlabel("utility: test accuracy (higher is better) →")
-        ax.set_ylabel(f"forgetting error: |Δ {fm}| to the oracle (lower is better)")
+        ax.set_ylabel(f"forgetting error: |Δ {fm}| to the oracle\n(lower is better)")
         ax.set_title(f"{task}: forgetting vs. utility", fontsize=10)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+        if box:
+            from matplotlib.patches import Rectangle
+
+            x0, x1, y0, y1 = box
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, linestyle="--", linewidth=0.8, color="0.3"))
+            inside = points.index[points["x"].between(x0, x1) & points["y"].between(y0, y1)]
+            zoom = fig.add_subplot(2, 1, 2)
+            draw_points(zoom, inside)
+            zoom.set_xlim(x0, x1)
+            zoom.set_ylim(y0, y1)
+            zoom.set_xlabel("test accuracy")
+            zoom.set_ylabel(f"|Δ {fm}|")
+            zoom.set_title(f"zoom on the dashed box: the {len(inside)} entries there", fontsize=9)
 
     caption = (f"Forgetting vs. utility: |Δ {fm}| to the oracle of the same seed (0 = forgets like the oracle) "
                "against test accuracy, mean over seeds; error bars: 95% confidence intervals over seeds "
-               "(Student t; none with one seed; cut at 0, as a gap cannot be negative).")
-    return figure_svg(draw), caption
+               "(Student t; none with one seed; cut at 0, as a gap cannot be negative)."
+               + (" The lower panel enlarges the dashed box around the oracle." if box else ""))
+    return figure_svg(draw, height=8.0 if box else 4.8), caption
 
 
 def plot_runtime(task: str, table: pd.DataFrame, values: pd.DataFrame) -> tuple[str, str] | None:
@@ -886,7 +945,7 @@ def plot_runtime(task: str, table: pd.DataFrame, values: pd.DataFrame) -> tuple[
             clipped |= bool((per_seed < RUNTIME_FLOOR).any())
             v = np.maximum(per_seed, RUNTIME_FLOOR)
             mean = float(v.mean())
-            ax.barh([i], [mean], color=f"C{i % 10}", alpha=0.8)
+            ax.barh([i], [mean], color=PALETTE[i % len(PALETTE)], alpha=0.8)
             ax.errorbar([mean], [i], xerr=[[mean - v.min()], [v.max() - mean]], color="black", capsize=3, linestyle="none")
         if math.isfinite(oracle_seconds) and oracle_seconds > 0:
             ax.axvline(oracle_seconds, color="black", linestyle="--", linewidth=1.2,

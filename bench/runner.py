@@ -163,8 +163,18 @@ def metrics_of(out: dict[str, SplitLogits], td: TaskData, oracle_forget: SplitLo
     return compute_metrics(ev)
 
 
-def evaluate(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, device: torch.device, runtime: float, oracle_seconds: float) -> dict[str, tuple[float, int]]:
-    return metrics_of(logits_of(model, td, device), td, oracle_forget, runtime=runtime, oracle_seconds=oracle_seconds)
+def evaluate(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, device: torch.device, runtime: float,
+             oracle_seconds: float, timings: dict[str, float] | None = None) -> dict[str, tuple[float, int]]:
+    """Every metric of ``model``. ``timings``, when given, receives the seconds of the forward
+    passes (``"forward"``) and of the metrics computed from their logits (``"metrics"``): what
+    ``bench perf`` splits a run's wall time by."""
+    start = time.perf_counter()
+    out = logits_of(model, td, device)  # on the CPU: the copy synchronises CUDA
+    middle = time.perf_counter()
+    values = metrics_of(out, td, oracle_forget, runtime=runtime, oracle_seconds=oracle_seconds)
+    if timings is not None:
+        timings |= {"forward": middle - start, "metrics": time.perf_counter() - middle}
+    return values
 
 
 def common_fields(task: Task, method: str, method_version: int, hp_json: str, data_used: str, seed: int, run_id: str, td_split_hash: str, device: torch.device) -> dict[str, Any]:
@@ -197,8 +207,10 @@ def oracle_run_id(task: Task, seed: int, device_type: str = "cpu") -> str:
     return make_run_id(task.identity(), task.version, ORACLE, REFERENCE_VERSION, {}, seed, device_type=device_type)
 
 
-def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, oracle_forget: SplitLogits, device: torch.device, surrogate: Split | None = None) -> list[dict]:
-    """Execute one planned run and return its rows (status "ok", or one "failed" row)."""
+def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, oracle_forget: SplitLogits,
+               device: torch.device, surrogate: Split | None = None, timings: dict[str, float] | None = None) -> list[dict]:
+    """Execute one planned run and return its rows (status "ok", or one "failed" row).
+    ``timings``: see :func:`evaluate`."""
     common = common_fields(run.task, spec.name, spec.version, run.hyperparameters, ",".join(spec.uses) or "none",
                            run.seed, run.run_id, td.split_hash, device)
     common["reference_key"] = refs.oracle.key
@@ -217,7 +229,8 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
         runtime = time.perf_counter() - start
         if not isinstance(result, nn.Module):
             raise TypeError(f"method {spec.name} returned {type(result).__name__}, not an nn.Module")
-        values = evaluate(result, td, oracle_forget, device=device, runtime=runtime, oracle_seconds=refs.oracle.train_seconds)
+        values = evaluate(result, td, oracle_forget, device=device, runtime=runtime,
+                          oracle_seconds=refs.oracle.train_seconds, timings=timings)
         common["model_hash"] = state_hash(result)
         return rows_for_run(common, [(k, v, n) for k, (v, n) in values.items()])
     except Exception as err:  # noqa: BLE001 - a failing method is recorded and the suite goes on
@@ -237,64 +250,126 @@ def oracle_rows(task: Task, td: TaskData, oracle: Reference, oracle_logits: dict
 
 @dataclass(frozen=True)
 class GroupEstimate:
-    """Estimated seconds of one (task, seed) group: its two references (0 when cached) and its
-    method runs (method + evaluation), by run id."""
+    """Estimated seconds of one (task, seed) group: its two references (0 when cached; the oracle's
+    includes its own evaluation when its rows are to be written) and its method runs (method +
+    evaluation), by run id."""
 
     original: float
     oracle: float
     runs: dict[str, float]
 
 
-def probe_images_per_second(td: TaskData, device: torch.device) -> float:
-    """Training throughput of the task's architecture: 3 timed steps (after one warm-up step) on
-    random images of the task's shape and recipe batch size."""
+@dataclass(frozen=True)
+class Throughput:
+    """What the estimate knows of this machine for one task (:func:`probe_throughput`)."""
+
+    train: float  # images/s of a training step at the recipe's batch size
+    forward: float  # images/s of evaluation forward passes (predict_logits' batch size)
+    attacks: float  # wall seconds of one evaluation's SVC attacks at the task's split sizes
+
+
+def probe_throughput(td: TaskData, device: torch.device) -> Throughput:
+    """Measure :class:`Throughput` for ``td``'s task: training steps on random images of the task's
+    shape at the recipe's batch size, in channels-last as :func:`bench.train.train_epochs` trains;
+    forward batches at :func:`bench.train.predict_logits`' batch size; each after one untimed
+    warm-up step, repeated for half a second (2 to 20 steps); and
+    :func:`bench.mia.efficacy_seconds` at the task's split sizes. About a second on the CPU."""
+    from bench import mia
     from bench.train import make_optimizer
 
+    def seconds_per_step(step: Any) -> float:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start, n = time.perf_counter(), 0
+        while n < 2 or (n < 20 and time.perf_counter() - start < 0.5):
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            n += 1
+        return max(time.perf_counter() - start, 1e-9) / n
+
     recipe = td.task.recipe
-    model = model_factory(td)().to(device).train()
+    model = model_factory(td)().to(device, memory_format=torch.channels_last).train()
     opt = make_optimizer(model.parameters(), optimizer=recipe.optimizer, lr=recipe.lr)
     x = torch.rand(recipe.batch_size, *td.dataset.image_shape, device=device)
     y = torch.randint(td.dataset.num_classes, (recipe.batch_size,), device=device)
-    for step in range(4):
-        if step == 1:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
+
+    def train_step() -> None:
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return 3 * recipe.batch_size / max(time.perf_counter() - start, 1e-9)
+
+    train = recipe.batch_size / seconds_per_step(train_step)
+    n_eval = 1024 if device.type == "cuda" else 256
+    xe = torch.rand(n_eval, *td.dataset.image_shape, device=device)
+    model.to(memory_format=torch.contiguous_format).eval()
+    with torch.no_grad():
+        forward = n_eval / seconds_per_step(lambda: model(xe))
+    n_shadow = min(len(td.retain), len(td.test), 5000)
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    attacks = mia.efficacy_seconds(max(n_shadow, 1), len(td.forget), threads=threads)
+    return Throughput(train=train, forward=forward, attacks=attacks)
 
 
-def estimate_group(td: TaskData, runs: Sequence[RunSpec], *, refs_cached: tuple[bool, bool], ips: float,
-                   known: dict[tuple[str, str], float]) -> GroupEstimate:
-    """Seconds for a group: reference training = epochs · |split| / throughput; a method run = its
-    median stored runtime on this task when known (else ``retrain`` = the oracle's training, and a
-    quarter of it for any other method, a rough prior); evaluation = one forward pass over every
-    split (a third of a training step per image) plus a second for the attacks."""
+#: Runtime / the oracle's training time of a run never stored anywhere (any other method: 0.25).
+PRIOR_RATIOS = {"original": 0.0, "retrain": 1.0}
+
+
+def estimate_group(td: TaskData, runs: Sequence[RunSpec], *, refs_cached: tuple[bool, bool], speed: Throughput,
+                   ratios: dict[tuple[str, str, str], float], oracle_rows: bool = True,
+                   setup_seconds: float = 0.0) -> GroupEstimate:
+    """Seconds for a group.
+
+    * reference training: epochs · |split| / ``speed.train`` (original: the train split; oracle: D_r);
+    * evaluation of a model: one forward pass over every evaluated split / ``speed.forward`` plus
+      the attacks (``speed.attacks``); the oracle's rows add one, and every group one more forward
+      pass (the oracle's logits) and ``setup_seconds`` (data loading, measured by the caller);
+    * a method: ``ratios[(task, method, hyperparameters)]`` (its runtime / the oracle's training
+      time, from stored runs: :func:`runtime_ratios`) × the oracle's estimated training time;
+      with no stored run, :data:`PRIOR_RATIOS` (``original`` 0, ``retrain`` 1) and a quarter of the
+      oracle's time for any other method.
+    """
     epochs = td.task.recipe.epochs
-    original = 0.0 if refs_cached[0] else epochs * len(td.train) / ips
-    oracle = epochs * len(td.retain) / ips
-    evaluation = (len(td.forget) + len(td.retain) + len(td.test)) / (3 * ips) + 1.0
+    original = 0.0 if refs_cached[0] else epochs * len(td.train) / speed.train
+    oracle_train = epochs * len(td.retain) / speed.train
+    images = len(td.forget) + len(td.retain) + len(td.test) + (len(td.forget_test) if td.forget_test is not None else 0)
+    forward = images / speed.forward
+    evaluation = forward + speed.attacks
+    oracle = (0.0 if refs_cached[1] else oracle_train) + (evaluation if oracle_rows else 0.0) + forward + setup_seconds
     per_run = {}
     for r in runs:
-        prior = oracle if r.method == "retrain" else 0.25 * oracle
-        per_run[r.run_id] = known.get((r.task.name, r.method), prior) + evaluation
-    return GroupEstimate(original=original, oracle=0.0 if refs_cached[1] else oracle, runs=per_run)
+        ratio = ratios.get((r.task.name, r.method, r.hyperparameters), PRIOR_RATIOS.get(r.method, 0.25))
+        per_run[r.run_id] = ratio * oracle_train + evaluation
+    return GroupEstimate(original=original, oracle=oracle, runs=per_run)
 
 
-def known_runtimes(results_dir: Path) -> dict[tuple[str, str], float]:
-    """Median stored runtime_seconds per (task, method), read from the store's completed runs."""
-    if not results_dir.is_dir() or not any(results_dir.rglob("*.parquet")):
-        return {}
-    from bench.results import read_store
+#: Results published with the source tree; their runtimes seed the estimate of runs never made here.
+PUBLISHED_RESULTS = Path(__file__).resolve().parent.parent / "results"
 
-    df = read_store(results_dir)
-    df = df[(df["metric"] == "runtime_seconds") & (df["status"] == "ok")]
-    return {k: float(v) for k, v in df.groupby(["task", "method"])["value"].median().items()}
+
+def runtime_ratios(*results_dirs: Path) -> dict[tuple[str, str, str], float]:
+    """Median of runtime_seconds / the oracle's training seconds (= 1 / ``speedup``, a ratio of two
+    times on one machine, so it carries over to another) per (task, method, hyperparameters), over
+    the completed runs of each directory in turn; an earlier directory's value wins. A directory
+    that is missing, empty or unreadable contributes nothing (an unreadable one is reported)."""
+    from bench.results import CorruptResults, read_store
+
+    ratios: dict[tuple[str, str, str], float] = {}
+    for results_dir in results_dirs:
+        if not results_dir.is_dir() or not any(results_dir.rglob("*.parquet")):
+            continue
+        try:
+            df = read_store(results_dir)
+        except CorruptResults as err:
+            print(f"estimate: not using the runtimes stored in {results_dir}: {err}", file=sys.stderr)
+            continue
+        df = df[(df["metric"] == "speedup") & (df["status"] == "ok")]
+        ratio = (1.0 / df["value"]).groupby([df["task"], df["method"], df["hyperparameters"]]).median()
+        for key, value in ratio.items():
+            ratios.setdefault(key, float(value))
+    return ratios
 
 
 def format_seconds(seconds: float) -> str:
@@ -320,13 +395,15 @@ def run(
     address: str | None = None,
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
+    dry_run: bool = False,
 ) -> list[dict]:
     """Run task × method × seed, store the rows, regenerate the leaderboard; return the new rows.
 
     ``tasks`` and ``methods`` default to the ``suite`` (``"quick"``: the digits tasks) and to every
     registered method. Runs already in ``results`` are skipped unless ``force``. ``executor``:
     ``local`` (in this process), ``processes`` (``jobs`` workers) or ``ray`` (``address`` of a
-    cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``).
+    cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``). ``dry_run``:
+    print the plan and its estimate, then stop (nothing is trained, run or written).
     """
     from tqdm.auto import tqdm
 
@@ -363,17 +440,22 @@ def run(
     ref_seconds: dict[str, float] = {}
     run_refs: dict[str, tuple[str, str]] = {}
     run_seconds: dict[str, float] = {}
+    to_train: set[str] = set()  # keys of the references not in the cache
     if groups:
-        known = known_runtimes(results_dir)
-        throughput: dict[str, float] = {}
+        ratios = runtime_ratios(results_dir, PUBLISHED_RESULTS)
+        throughput: dict[str, Throughput] = {}
         for (task, seed), runs in groups.items():
+            start = time.perf_counter()
             td = build_task_data(task, seed, data_root_str)
+            setup = time.perf_counter() - start
             if task.name not in throughput:
-                throughput[task.name] = probe_images_per_second(td, dev)
+                throughput[task.name] = probe_throughput(td, dev)
             write_oracle = force or stored.get(oracle_run_id(task, seed, dev.type)) != "ok"
             original_job, oracle_job = reference_jobs_for(td, dev, write_oracle)
             cached = tuple((cache_dir / f"{j.key}.safetensors").exists() for j in (original_job, oracle_job))
-            est = estimate_group(td, runs, refs_cached=cached, ips=throughput[task.name], known=known)
+            to_train |= {j.key for j, c in zip((original_job, oracle_job), cached) if not c}
+            est = estimate_group(td, runs, refs_cached=cached, speed=throughput[task.name], ratios=ratios,
+                                 oracle_rows=write_oracle, setup_seconds=setup)
             ref_jobs.setdefault(original_job.key, original_job)
             ref_jobs[oracle_job.key] = oracle_job
             ref_seconds.setdefault(original_job.key, est.original)
@@ -382,12 +464,16 @@ def run(
                 run_refs[r.run_id] = (original_job.key, oracle_job.key)
                 run_seconds[r.run_id] = est.runs[r.run_id]
     total = sum(ref_seconds.values()) + sum(run_seconds.values())
-    n_train = sum(1 for v in ref_seconds.values() if v > 0)
+    n_train = len(to_train)
     print(f"plan: {len(plan.runs)} run(s), {len(plan.runs) - len(todo)} already stored, {len(todo)} to do"
           + (f"; {n_train} reference model(s) to train" if n_train else "")
-          + (f"; estimated {format_seconds(total)} on {dev} ({executor})" if groups else ""), file=sys.stderr)
+          + (f"; estimated {format_seconds(total)} on {dev} ({executor}): references and set-up "
+             f"{format_seconds(sum(ref_seconds.values()))}, runs {format_seconds(sum(run_seconds.values()))}"
+             if groups else ""), file=sys.stderr)
 
     written: list[dict] = []
+    if dry_run:
+        return written
     if groups:
         ctx = Context(str(dev), str(cache_dir), data_root_str, ship_weights=executor == "ray")
         pool = make_executor(executor, jobs=jobs, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)

@@ -247,7 +247,8 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
         "train_limit_nchw", "train_limit_channels_last", "train_ours", "train_reference_w0", "train_reference_w1",
         "eval_limit_b1024", "eval_limit_b256", "eval_ours", "train_limit", "eval_limit",
         "ratio_train_ours_limit", "ratio_eval_ours_limit", "ratio_train_ours_ref",
-        "group_setup", "run_wall", "run_method", "run_eval_compute", "outside_method_share", "overhead_share", "peak_rss",
+        "group_setup", "run_wall", "run_method", "run_eval_compute", "run_eval_metrics",
+        "outside_method_share", "overhead_share", "peak_rss",
         "cached_rerun",
     ]
     cpu = dict(zip(df["measure"], df["cpu_value"]))
@@ -272,6 +273,8 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     assert value["overhead_share"] == pytest.approx(
         (value["run_wall"] - value["run_method"] - value["run_eval_compute"]) / value["run_wall"])
     assert 0 < value["run_method"] < value["run_wall"] and value["run_eval_compute"] > 0
+    # The run's own forward passes and metrics, inside its wall time.
+    assert 0 < value["run_eval_metrics"] < value["run_wall"] - value["run_method"] - value["run_eval_compute"]
     assert value["peak_rss"] > 0 and value["cached_rerun"] > 0
     assert images["cached_rerun"] == 2  # original + the oracle row of one seed
     assert (df["unit"] == "images/s").sum() == 10

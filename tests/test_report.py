@@ -557,3 +557,37 @@ def test_the_originals_speedup_is_not_shown():
     methods = column(table_rows(page, "All metrics"), "method")
     assert speedups[methods.index("original (reference)")] == "– (no work)"
     assert speedups[methods.index("oracle (reference)")] == "1.0× ± 0.0"
+
+
+def test_every_method_of_a_full_table_gets_its_own_colour() -> None:
+    n = 18  # the registry has 14 methods; room to grow before a colour repeats
+    colours = [report.style_of(i, f"method{i}")["color"] for i in range(n)]
+    assert len(set(colours)) == n
+    reserved = {report.style_of(0, "original")["color"], report.style_of(0, "oracle")["color"]}
+    assert not reserved & set(colours)
+    import matplotlib.colors
+
+    greys = [c for c in colours if len({round(v, 2) for v in matplotlib.colors.to_rgb(c)}) == 1]
+    assert greys == []  # grey is the original's
+
+
+def _points(rows: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    return pd.DataFrame({"x": [v[0] for v in rows.values()], "y": [v[1] for v in rows.values()],
+                         "xerr": 0.0, "yerr": 0.0}, index=list(rows))
+
+
+def test_trade_off_zooms_on_entries_crowding_the_oracle() -> None:
+    crowded = {"oracle": (0.92, 0.0), "a": (0.915, 0.0), "b": (0.921, 0.002), "c": (0.918, 0.0),
+               "outlier": (0.12, 0.0), "original": (0.91, 0.9)}
+    x0, x1, y0, y1 = report.zoom_box(_points(crowded))
+    for name in ("oracle", "a", "b", "c"):
+        x, y = crowded[name]
+        assert x0 < x < x1 and y0 < y < y1
+    for name in ("outlier", "original"):
+        x, y = crowded[name]
+        assert not (x0 < x < x1 and y0 < y < y1)
+    assert x1 - x0 < 0.02 and y1 - y0 < 0.01
+    # too few entries near the oracle, everything near it, or no oracle: no zoom
+    assert report.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "outlier", "original")})) is None
+    assert report.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "c")})) is None
+    assert report.zoom_box(_points({k: v for k, v in crowded.items() if k != "oracle"})) is None

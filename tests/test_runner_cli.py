@@ -24,6 +24,7 @@ from bench.models import state_hash
 from bench.references import get_references
 from bench.report import GENERATED_HEADER
 from bench.results import read_store, stored_runs
+from bench.runner import Throughput, estimate_group, make_plan, runtime_ratios
 from bench.tasks import TASKS, Task, list_tasks
 
 CPU = torch.device("cpu")
@@ -324,3 +325,70 @@ def test_cli_report_without_results_exits_2(tmp_path: Path, capsys: pytest.Captu
     assert main(["report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "lb")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "lb").exists()
+
+
+# --------------------------------------------------------------------------- the estimate
+
+
+def test_estimate_group_adds_up(synthetic_task: Task) -> None:
+    td = build_task_data(synthetic_task, 0)
+    plan = make_plan([synthetic_task], ["original", "finetune", "retrain", "neggrad"], [0])
+    runs = {r.method: r for r in plan.runs}
+    speed = Throughput(train=100.0, forward=400.0, attacks=0.5)
+    ratios = {(synthetic_task.name, "finetune", runs["finetune"].hyperparameters): 0.4,
+              (synthetic_task.name, "neggrad", '{"other":"hyperparameters"}'): 9.0}
+    est = estimate_group(td, plan.runs, refs_cached=(False, False), speed=speed, ratios=ratios, setup_seconds=0.25)
+    epochs = synthetic_task.recipe.epochs
+    oracle_train = epochs * len(td.retain) / 100.0
+    forward = (len(td.forget) + len(td.retain) + len(td.test) + len(td.forget_test)) / 400.0
+    evaluation = forward + 0.5
+    assert est.original == pytest.approx(epochs * len(td.train) / 100.0)
+    assert est.oracle == pytest.approx(oracle_train + evaluation + forward + 0.25)
+    assert est.runs[runs["finetune"].run_id] == pytest.approx(0.4 * oracle_train + evaluation)
+    # never stored with these hyperparameters: the priors
+    assert est.runs[runs["original"].run_id] == pytest.approx(evaluation)
+    assert est.runs[runs["retrain"].run_id] == pytest.approx(oracle_train + evaluation)
+    assert est.runs[runs["neggrad"].run_id] == pytest.approx(0.25 * oracle_train + evaluation)
+    cached = estimate_group(td, plan.runs, refs_cached=(True, True), speed=speed, ratios=ratios, oracle_rows=False)
+    assert cached.original == 0.0 and cached.oracle == pytest.approx(forward)
+    assert cached.runs == est.runs
+
+
+def test_runtime_ratios_come_from_stored_speedups(first_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, rows = first_run
+    speedups = sorted(r["value"] for r in rows if r["method"] == "finetune" and r["metric"] == "speedup")
+    (hp,) = {r["hyperparameters"] for r in rows if r["method"] == "finetune"}
+    task = rows[0]["task"]
+    bad = tmp_path / "bad"
+    (bad / task / "finetune").mkdir(parents=True)
+    (bad / task / "finetune" / "x.parquet").write_bytes(b"not parquet")
+    ratios = runtime_ratios(tmp_path / "missing", bad, root / "results")
+    assert ratios[(task, "finetune", hp)] == pytest.approx(sum(1.0 / s for s in speedups) / len(speedups))
+    assert ratios[(task, "oracle", "{}")] == pytest.approx(1.0)
+    assert ratios[(task, "original", "{}")] < 1e-3
+    assert f"not using the runtimes stored in {bad}" in capsys.readouterr().err
+    # an earlier directory wins
+    assert runtime_ratios(root / "results", root / "results") == ratios
+
+
+def test_dry_run_prints_the_estimate_and_writes_nothing(synthetic_task: Task, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(TASKS._entries, synthetic_task.name, synthetic_task)  # removed after the test
+    argv = ["run", synthetic_task.name, "original,finetune", "--seeds", "0", "--dry-run",
+            *cli_dirs(tmp_path / "out", tmp_path / "out" / "cache")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "plan: 2 run(s), 0 already stored, 2 to do; 2 reference model(s) to train; estimated" in err
+    assert "references" in err and "runs" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_with_cached_references_trains_none(first_run, synthetic_task: Task, reference_cache: Path,
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert bench.run(synthetic_task, CHEAP, seeds=SEEDS, cache=reference_cache, progress=False, dry_run=True,
+                     **run_dirs(tmp_path)) == []
+    err = capsys.readouterr().err
+    assert "plan: 4 run(s), 0 already stored, 4 to do; estimated" in err and "to train" not in err
+    assert not any(tmp_path.iterdir())
