@@ -32,6 +32,9 @@ from bench.data import seed_stream
 #: Features :func:`mia_efficacy` can attack on.
 MIA_FEATURES = ("confidence", "entropy")
 
+#: Most shadow examples per side of :func:`mia_efficacy` (its ``max_shadow`` default).
+MAX_SHADOW = 5000
+
 #: libsvm kernel-cache size (MB) of the :func:`mia_efficacy` attack; it changes speed, never the fit.
 SVC_CACHE_MB = 40
 
@@ -176,7 +179,7 @@ def mia_efficacy(
     *,
     feature: str,
     seed: int,
-    max_shadow: int = 5000,
+    max_shadow: int = MAX_SHADOW,
 ) -> float:
     """SalUn's MIA-efficacy: the share of D_f that an SVC trained on shadow data calls non-member.
 

@@ -96,7 +96,7 @@ from torch import nn
 
 from bench.data import Split, TaskData, build_task_data, generator, to_float
 from bench.tasks import ForgetRule, Recipe, Task, get_suite, get_task
-from bench.train import make_optimizer, resolve_device
+from bench.train import make_optimizer, resolve_device, sync
 
 DEFAULT_TASKS = ("digits-cnn-class", "fmnist-lenet-class")
 #: The evaluation limit is the faster of predict_logits' default batches on CUDA and on the CPU.
@@ -215,11 +215,6 @@ def fastest(timings: Sequence[Timing]) -> Timing:
     if len({t.images for t in timings}) != 1:
         raise ValueError(f"repetitions processed different image counts: {[t.images for t in timings]}")
     return Timing(timings[0].images, min(t.seconds for t in timings), min(t.cpu_seconds for t in timings))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def cpu_seconds() -> float:

@@ -33,7 +33,7 @@ from bench.references import REFERENCE_VERSION, Reference, References, default_c
 from bench.registry import MethodSpec, get_method, list_methods
 from bench.results import canonical_json, make_run_id, rows_for_run, stored_runs, write_run
 from bench.tasks import Task, get_suite, get_task
-from bench.train import predict_logits, resolve_device
+from bench.train import make_optimizer, predict_logits, resolve_device, sync
 
 ORACLE = "oracle"
 DEFAULT_SEEDS = (0, 1, 2)
@@ -220,12 +220,10 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
         data = method_view(td, spec.uses, model_factory(td), retain_fraction=hp.get("retain_fraction"), surrogate=surrogate)
         model = copy.deepcopy(refs.original.model).to(device)
         torch.manual_seed(seed_stream(run.seed, "method", spec.name))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         result = spec.fn(model, data, device=device, **hp)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         runtime = time.perf_counter() - start
         if not isinstance(result, nn.Module):
             raise TypeError(f"method {spec.name} returned {type(result).__name__}, not an nn.Module")
@@ -275,17 +273,14 @@ def probe_throughput(td: TaskData, device: torch.device) -> Throughput:
     warm-up step, repeated for half a second (2 to 20 steps); and
     :func:`bench.mia.efficacy_seconds` at the task's split sizes. About a second on the CPU."""
     from bench import mia
-    from bench.train import make_optimizer
 
     def seconds_per_step(step: Any) -> float:
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start, n = time.perf_counter(), 0
         while n < 2 or (n < 20 and time.perf_counter() - start < 0.5):
             step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            sync(device)
             n += 1
         return max(time.perf_counter() - start, 1e-9) / n
 
@@ -307,7 +302,7 @@ def probe_throughput(td: TaskData, device: torch.device) -> Throughput:
     model.to(memory_format=torch.contiguous_format).eval()
     with torch.no_grad():
         forward = n_eval / seconds_per_step(lambda: model(xe))
-    n_shadow = min(len(td.retain), len(td.test), 5000)
+    n_shadow = min(len(td.retain), len(td.test), mia.MAX_SHADOW)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
     attacks = mia.efficacy_seconds(max(n_shadow, 1), len(td.forget), threads=threads)
     return Throughput(train=train, forward=forward, attacks=attacks)

@@ -38,6 +38,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU. Call before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def make_optimizer(params, *, optimizer: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9) -> torch.optim.Optimizer:
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
@@ -122,8 +128,7 @@ def train_epochs(
             count += len(y)
             steps += 1
         last = float(running) / count
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    sync(device)
     model.to(memory_format=torch.contiguous_format)
     return TrainLog(epochs=epochs, steps=steps, seconds=time.perf_counter() - start, final_loss=last)
 

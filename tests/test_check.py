@@ -358,12 +358,12 @@ def test_check_re_runs_with_the_baselines_threads_and_restores_them(
     assert result.tolerances == {}
 
 
-
 def test_threads_with_a_process_pool_is_refused_before_any_work(baseline: Path, synthetic_task: Task, tmp_path: Path):
     with pytest.raises(ValueError, match="--threads sets the CPU threads of a local re-run"):
         check(baseline, [synthetic_task], ["finetune"], [0], executor="processes", threads=2,
               results=tmp_path / "re-run", cache=tmp_path / "cache")
     assert not (tmp_path / "re-run").exists() and not (tmp_path / "cache").exists()
+
 
 def test_another_instruction_set_applies_the_cross_isa_tolerances(
         baseline: Path, synthetic_task: Task, reference_cache: Path, tmp_path: Path):

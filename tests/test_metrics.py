@@ -336,7 +336,6 @@ def test_mia_efficacy_deterministic_and_validates():
         mia.mia_efficacy(*args[:4], empty.logits, empty.labels, feature="confidence", seed=1)
 
 
-
 @pytest.mark.parametrize("seed", range(6))
 def test_svc_predict_is_libsvm_predict(seed):
     rng = np.random.default_rng(seed)
@@ -402,6 +401,7 @@ def test_efficacy_seconds_scales_the_calibration(monkeypatch):
     for bad in ({"n_shadow": 0, "n_forget": 5}, {"n_shadow": 5, "n_forget": -1}, {"n_shadow": 5, "n_forget": 5, "threads": 0}):
         with pytest.raises(ValueError, match="efficacy_seconds needs"):
             mia.efficacy_seconds(**bad)
+
 
 # ---------------------------------------------------------------- composites of the registry
 
