@@ -44,13 +44,14 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import re
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
+
+from bench.env import parse_device_label
 
 #: Metrics that are timings, never compared.
 NOT_COMPARED: tuple[str, ...] = ("runtime_seconds", "speedup")
@@ -483,11 +484,11 @@ def check(
     if threads is not None and executor != "local":
         raise ValueError(f"--threads sets the CPU threads of a local re-run; with --executor {executor} each of the "
                          f"--jobs {jobs} workers gets cores/{jobs} threads: drop --threads or use --executor local")
-    settings = {cpu_setting(str(d)) for d in base["device"].unique()} if device == "cpu" else set()
+    settings = {parse_device_label(str(d)) for d in base["device"].unique()} if device == "cpu" else set()
     if threads is None and executor == "local" and len(settings) == 1 and None not in settings:
-        threads = next(iter(settings))[0]
+        threads = next(iter(settings)).threads
         notes.append(f"re-ran with the baseline's {threads} CPU thread(s)")
-    isas = {s[1] for s in settings if s is not None and s[1]}
+    isas = {s.isa for s in settings if s is not None and s.isa}
     here = torch.backends.cpu.get_cpu_capability()
     if isas and isas != {here}:
         tol = {**CROSS_ISA_TOLERANCES, **tol}
@@ -506,10 +507,3 @@ def check(
         torch.set_num_threads(previous)
     result = compare(base, new[in_scope(new)], tolerances=tol)
     return replace(result, notes=tuple(notes))
-
-
-def cpu_setting(device: str) -> tuple[int, str] | None:
-    """``"cpu (2 threads, AVX512)"`` → ``(2, "AVX512")``; ``"cpu (2 threads)"`` (older rows) →
-    ``(2, "")``; anything else (a GPU, no label) → ``None``."""
-    match = re.fullmatch(r"cpu \((\d+) threads?(?:, (\w+))?\)", device.strip())
-    return (int(match.group(1)), match.group(2) or "") if match else None

@@ -26,10 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from bench.results import REFERENCE_METHODS
 from bench.tasks import TASKS
-
-#: Methods a claim may name besides the registered ones: the reference rows of every task page.
-REFERENCE_METHODS: tuple[str, ...] = ("original", "oracle")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from bench.data import Split, TaskData, build_task_data, surrogate_split
-from bench.metrics import SplitLogits
-from bench.references import Reference, References, load_or_train, model_factory, reference_key
+from bench.data import TaskData, build_task_data
+from bench.group import Group, ShippedReference, load_reference, prepare_group, split_logits
+from bench.references import reference_key
 from bench.registry import get_method
+from bench.results import ORACLE, ORIGINAL, failed_row
 from bench.tasks import Task
 
 EXECUTORS = ("local", "processes", "ray")
@@ -42,7 +43,7 @@ class Context:
 
 @dataclass(frozen=True)
 class ReferenceJob:
-    kind: str  # "original" or "oracle"
+    kind: str  # ORIGINAL or ORACLE
     task: Task
     seed: int
     key: str
@@ -65,59 +66,34 @@ class ReferenceResult:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class GroupState:
-    td: TaskData
-    refs: References
-    oracle_logits: dict[str, SplitLogits]
-    surrogate: Split | None
-
-
-_GROUPS: "OrderedDict[tuple, GroupState]" = OrderedDict()
+_GROUPS: "OrderedDict[tuple, Group]" = OrderedDict()
 _MAX_GROUPS = 2  # a worker keeps the data and references of its last two (task, seed) groups
 
 
 def build_reference(job: ReferenceJob, ctx: Context) -> ReferenceResult:
     """Load or train one reference (under the cache-entry lock); the oracle job also returns the
     oracle's reference rows."""
-    from bench.runner import logits_of, oracle_rows
+    from bench.runner import oracle_rows
 
     device = torch.device(ctx.device)
     td = build_task_data(job.task, job.seed, ctx.data_root)
-    init = model_factory(td)
-    split = td.train if job.kind == "original" else td.retain
-    ref = load_or_train(job.kind, td, split, init, device=device, cache_dir=Path(ctx.cache_dir))
+    ref = load_reference(job.kind, td, device=device, cache_dir=Path(ctx.cache_dir))
     rows: tuple[dict, ...] = ()
     if job.oracle_rows:
-        rows = tuple(oracle_rows(job.task, td, ref, logits_of(ref.model, td, device), device))
+        rows = tuple(oracle_rows(job.task, td, ref, split_logits(ref.model, td, device), device))
     state = {k: v.detach().cpu() for k, v in ref.model.state_dict().items()} if ctx.ship_weights else None
     return ReferenceResult(ref.key, job.kind, ref.train_seconds, ref.device, ref.trained_now, rows, state)
 
 
-def group_state(task: Task, seed: int, ctx: Context, shipped: Sequence[ReferenceResult], needs_surrogate: bool) -> GroupState:
-    """The data, references and oracle logits of (task, seed), cached in this worker process."""
-    from bench.runner import logits_of
-
+def group_state(task: Task, seed: int, ctx: Context, shipped: Sequence[ReferenceResult], needs_surrogate: bool) -> Group:
+    """The group of (task, seed) (:func:`bench.group.prepare_group`), cached in this worker process."""
     key = (task, seed, ctx)
     if key in _GROUPS and (_GROUPS[key].surrogate is not None or not needs_surrogate):
         _GROUPS.move_to_end(key)
         return _GROUPS[key]
-    device = torch.device(ctx.device)
-    td = build_task_data(task, seed, ctx.data_root)
-    init = model_factory(td)
-    by_kind = {r.kind: r for r in shipped}
-    loaded = {}
-    for kind, split in (("original", td.train), ("oracle", td.retain)):
-        result = by_kind.get(kind)
-        if result is not None and result.state is not None:
-            model = init()
-            model.load_state_dict(result.state)
-            loaded[kind] = Reference(model.to(device), result.key, result.seconds, result.device, trained_now=False)
-        else:
-            loaded[kind] = load_or_train(kind, td, split, init, device=device, cache_dir=Path(ctx.cache_dir))
-    refs = References(original=loaded["original"], oracle=loaded["oracle"])
-    surrogate = surrogate_split(td, ctx.data_root) if needs_surrogate else None
-    state = GroupState(td, refs, logits_of(refs.oracle.model, td, device), surrogate)
+    weights = [ShippedReference(r.kind, r.key, r.seconds, r.device, r.state) for r in shipped if r.state is not None]
+    state = prepare_group(task, seed, device=torch.device(ctx.device), cache_dir=Path(ctx.cache_dir),
+                          data_root=ctx.data_root, needs_surrogate=needs_surrogate, shipped=weights)
     _GROUPS[key] = state
     while len(_GROUPS) > _MAX_GROUPS:
         _GROUPS.popitem(last=False)
@@ -126,7 +102,7 @@ def group_state(task: Task, seed: int, ctx: Context, shipped: Sequence[Reference
 
 def execute_run(run: Any, ctx: Context, *shipped: ReferenceResult) -> list[dict]:
     """One method run → its rows. Never raises for a failing method: the rows say "failed"."""
-    from bench.runner import common_fields, failed_row, run_method
+    from bench.runner import common_fields, run_method
 
     spec = get_method(run.method)
     device = torch.device(ctx.device)
@@ -279,6 +255,6 @@ def make_executor(name: str, *, jobs: int = 2, address: str | None = None, cpus_
 def reference_jobs_for(td: TaskData, device: torch.device, write_oracle_rows: bool) -> tuple[ReferenceJob, ReferenceJob]:
     """The (original, oracle) jobs of one (task, seed) group."""
     return (
-        ReferenceJob("original", td.task, td.seed, reference_key("original", td, device), False),
-        ReferenceJob("oracle", td.task, td.seed, reference_key("oracle", td, device), write_oracle_rows),
+        ReferenceJob(ORIGINAL, td.task, td.seed, reference_key(ORIGINAL, td, device), False),
+        ReferenceJob(ORACLE, td.task, td.seed, reference_key(ORACLE, td, device), write_oracle_rows),
     )

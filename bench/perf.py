@@ -23,7 +23,7 @@ measure                        unit      what
 ``eval_limit_bB``              images/s  model-only forward (eval mode) in batches of B (1024:
                                          ``predict_logits``' CUDA batch; 256: its CPU batch)
 ``eval_limit``                 images/s  the faster of those
-``eval_ours``                  images/s  :func:`bench.runner.logits_of`: logits of every split
+``eval_ours``                  images/s  :func:`bench.group.split_logits`: logits of every split
 ``ratio_train_ours_limit``     ratio     train_ours / train_limit                 (goal >= 0.9)
 ``ratio_eval_ours_limit``      ratio     eval_ours / eval_limit                   (goal >= 0.9)
 ``ratio_train_ours_ref``       ratio     train_ours / the faster reference pipeline (goal >= 1.5
@@ -34,7 +34,7 @@ measure                        unit      what
 ``group_setup``                s         per (task, seed) work shared by all methods of a suite:
                                          splits, cached references, the oracle's logits
 ``run_eval_compute``           s         the model compute of that run's evaluation: its
-                                         ``logits_of`` forward passes over every split
+                                         ``split_logits`` forward passes over every split
 ``run_eval_metrics``           s         the metrics computed from those logits (accuracies,
                                          the SVC membership attacks, ...): part of the overhead
 ``outside_method_share``       share     (run_wall − run_method) / run_wall: everything but the
@@ -96,7 +96,8 @@ from torch import nn
 
 from bench.data import Split, TaskData, build_task_data, generator, to_float
 from bench.tasks import ForgetRule, Recipe, Task, get_suite, get_task
-from bench.train import make_optimizer, resolve_device, sync
+from bench.env import resolve_device
+from bench.train import make_optimizer, sync
 
 DEFAULT_TASKS = ("digits-cnn-class", "fmnist-lenet-class")
 #: The evaluation limit is the faster of predict_logits' default batches on CUDA and on the CPU.
@@ -368,11 +369,11 @@ def limit_eval(model: nn.Module, x: torch.Tensor, n: int, batch_size: int, devic
 
 
 def ours_eval(model: nn.Module, td: TaskData, device: torch.device) -> Timing:
-    """:func:`bench.runner.logits_of` (every split a run is evaluated on)."""
-    from bench.runner import logits_of
+    """:func:`bench.group.split_logits` (every split a run is evaluated on)."""
+    from bench.group import split_logits
 
     start = start_clock(device)
-    out = logits_of(model, td, device)
+    out = split_logits(model, td, device)
     return stop_clock(sum(len(v) for v in out.values()), start, device)
 
 
@@ -521,10 +522,12 @@ def one_run(task: Task, method: str, *, device: str, cache: str, data_root: str 
     path (:func:`bench.runner.run_method` and the atomic write of its rows). Returns seconds and
     this process's peak resident set."""
     from bench.data import surrogate_split
-    from bench.references import default_cache_dir, get_references, reference_key
+    from bench.env import default_cache_dir
+    from bench.references import get_references, reference_key
     from bench.registry import get_method
     from bench.results import canonical_json, write_run
-    from bench.runner import RunSpec, logits_of, run_method
+    from bench.group import split_logits
+    from bench.runner import RunSpec, run_method
 
     dev = resolve_device(device)
     cache_dir = Path(cache) if cache else default_cache_dir()
@@ -539,7 +542,7 @@ def one_run(task: Task, method: str, *, device: str, cache: str, data_root: str 
         start = time.perf_counter()
         td = build_task_data(task, seed, data_root)
     refs = get_references(td, device=dev, cache_dir=cache_dir)
-    oracle_forget = logits_of(refs.oracle.model, td, dev)["forget"]
+    oracle_forget = split_logits(refs.oracle.model, td, dev)["forget"]
     surrogate = surrogate_split(td, data_root) if "surrogate" in spec.uses else None
     setup = time.perf_counter() - start
 
@@ -593,7 +596,7 @@ def measure_run(task: Task, method: str, *, device: torch.device, threads: int, 
                                                               " (references were trained first, untimed)"), load),
         PerfRow(task.name, arch, "run_wall", wall, "s", 0, note, load),
         PerfRow(task.name, arch, "run_method", inside, "s", 0, note, load),
-        PerfRow(task.name, arch, "run_eval_compute", model, "s", 0, "the run's evaluation forward passes (logits_of)",
+        PerfRow(task.name, arch, "run_eval_compute", model, "s", 0, "the run's evaluation forward passes (split_logits)",
                 load),
         PerfRow(task.name, arch, "run_eval_metrics", out["eval_metrics_seconds"], "s", 0,
                 "the metrics from those logits (SVC attacks included)", load),
@@ -793,7 +796,7 @@ def run_perf(
 ) -> pd.DataFrame:
     """Every measure of the module docstring for ``tasks``, then the cached re-run of ``rerun`` (a
     suite name, task names or Task objects; None skips it). Returns the table (not yet written)."""
-    from bench.references import default_cache_dir
+    from bench.env import default_cache_dir
 
     dev = resolve_device(device)
     if threads is not None:

@@ -57,12 +57,6 @@ class References:
     oracle: Reference
 
 
-def default_cache_dir() -> Path:
-    """``$UNLEARNBENCH_CACHE``, else ``~/.cache/unlearnbench``."""
-    env = os.environ.get("UNLEARNBENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "unlearnbench"
-
-
 _DATASET_FACTS: "weakref.WeakKeyDictionary[ImageDataset, tuple[str, tuple[float, ...], tuple[float, ...]]]" = weakref.WeakKeyDictionary()
 
 

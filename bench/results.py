@@ -13,12 +13,22 @@ import hashlib
 import json
 import os
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
+
+from bench.env import device_label, environment, now
+
+#: The two reference rows of every (task, seed): the model before unlearning (the do-nothing line
+#: of every ranking) and the model retrained without the forget set (the target).
+ORIGINAL = "original"
+ORACLE = "oracle"
+REFERENCE_METHODS: tuple[str, ...] = (ORIGINAL, ORACLE)
 
 SCHEMA = pa.schema([
     ("run_id", pa.string()),
@@ -156,6 +166,28 @@ def read_store(results_dir: str | Path) -> pd.DataFrame:
     return df.sort_values(["task", "method", "seed", "run_id", "metric"], kind="stable").reset_index(drop=True)
 
 
+def run_fields(*, run_id: str, task: str, task_version: int, method: str, method_version: int, hyperparameters: str,
+               data_used: str, seed: int, device: torch.device, split_hash: str = "", reference_key: str = "",
+               surrogate: str = "") -> dict[str, Any]:
+    """The fields every row of one run shares (all but metric, value, n): status "ok" until
+    :func:`failed_row` says otherwise; ``model_hash`` is filled in once the model exists."""
+    return {
+        "run_id": run_id, "task": task, "task_version": task_version, "method": method,
+        "method_version": method_version, "hyperparameters": hyperparameters, "data_used": data_used,
+        "surrogate": surrogate, "seed": seed, "split_hash": split_hash, "model_hash": "",
+        "reference_key": reference_key, "device": device_label(device), "timestamp": now(), "status": "ok", "error": "",
+        **environment(),
+    }
+
+
 def rows_for_run(common: dict, metrics: Iterable[tuple[str, float, int]]) -> list[dict]:
     """Long-format rows: the run's common fields plus one (metric, value, n) each."""
     return [common | {"metric": name, "value": float(value), "n": int(n)} for name, value, n in metrics]
+
+
+def failed_row(common: dict, err: BaseException) -> dict[str, Any]:
+    """The one row of a failed run: its common fields, status "failed", and the error with its
+    traceback (the reason a reader of the store sees)."""
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return common | {"status": "failed", "error": f"{type(err).__name__}: {err}\n{text}", "metric": "",
+                     "value": float("nan"), "n": 0}

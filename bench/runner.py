@@ -10,15 +10,10 @@ method that raises is stored as a failed run with its traceback and the suite go
 from __future__ import annotations
 
 import copy
-import functools
 import json
-import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -27,15 +22,16 @@ from torch import nn
 
 from bench.datasets import load_dataset
 from bench.data import Split, TaskData, build_task_data, method_view, seed_stream
+from bench.group import split_logits
 from bench.metrics import Evaluation, SplitLogits, compute_metrics
 from bench.models import state_hash
-from bench.references import REFERENCE_VERSION, Reference, References, default_cache_dir, model_factory
+from bench.env import default_cache_dir, resolve_device
+from bench.references import REFERENCE_VERSION, Reference, References, model_factory
 from bench.registry import MethodSpec, get_method, list_methods
-from bench.results import canonical_json, make_run_id, rows_for_run, stored_runs, write_run
+from bench.results import ORACLE, canonical_json, failed_row, make_run_id, rows_for_run, run_fields, stored_runs, write_run
 from bench.tasks import Task, get_suite, get_task
-from bench.train import make_optimizer, predict_logits, resolve_device, sync
+from bench.train import make_optimizer, predict_logits, sync
 
-ORACLE = "oracle"
 DEFAULT_SEEDS = (0, 1, 2)
 
 
@@ -122,39 +118,9 @@ def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequen
     return Plan(tuple(runs), tuple(skipped))
 
 
-@functools.cache
-def environment() -> dict[str, str]:
-    """Versions stored with every row."""
-    try:
-        package = metadata.version("unlearnbench")
-    except metadata.PackageNotFoundError:
-        package = "unknown"
-    try:
-        root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = f"{commit}-dirty" if commit and dirty else commit
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"package_version": package, "torch_version": torch.__version__, "git_commit": commit}
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def logits_of(model: nn.Module, td: TaskData, device: torch.device) -> dict[str, SplitLogits]:
-    splits = {"forget": td.forget, "retain": td.retain, "test": td.test}
-    if td.forget_test is not None:
-        splits["forget_test"] = td.forget_test
-    return {name: SplitLogits(predict_logits(model, s, device=device), s.y) for name, s in splits.items()}
-
-
 def metrics_of(out: dict[str, SplitLogits], td: TaskData, oracle_forget: SplitLogits, *, runtime: float,
                oracle_seconds: float) -> dict[str, tuple[float, int]]:
-    """Every metric from a model's logits per split (see :func:`logits_of`)."""
+    """Every metric from a model's logits per split (see :func:`bench.group.split_logits`)."""
     ev = Evaluation(
         forget=out["forget"], retain=out["retain"], test=out["test"], forget_test=out.get("forget_test"),
         oracle_forget=oracle_forget, forget_classes=td.forget_classes, seed=td.seed,
@@ -169,7 +135,7 @@ def evaluate(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, devi
     passes (``"forward"``) and of the metrics computed from their logits (``"metrics"``): what
     ``bench perf`` splits a run's wall time by."""
     start = time.perf_counter()
-    out = logits_of(model, td, device)  # on the CPU: the copy synchronises CUDA
+    out = split_logits(model, td, device)  # on the CPU: the copy synchronises CUDA
     middle = time.perf_counter()
     values = metrics_of(out, td, oracle_forget, runtime=runtime, oracle_seconds=oracle_seconds)
     if timings is not None:
@@ -178,29 +144,9 @@ def evaluate(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, devi
 
 
 def common_fields(task: Task, method: str, method_version: int, hp_json: str, data_used: str, seed: int, run_id: str, td_split_hash: str, device: torch.device) -> dict[str, Any]:
-    return {
-        "run_id": run_id, "task": task.name, "task_version": task.version, "method": method,
-        "method_version": method_version, "hyperparameters": hp_json, "data_used": data_used,
-        "surrogate": "", "seed": seed, "split_hash": td_split_hash, "model_hash": "",
-        "reference_key": "", "device": device_label(device), "timestamp": now(), "status": "ok", "error": "",
-        **environment(),
-    }
-
-
-def device_label(device: torch.device) -> str:
-    """The row's device. On CPU: ``cpu (N threads, ISA)`` with the intra-op thread count and the
-    vector instruction set torch dispatches to (``torch.backends.cpu.get_cpu_capability()``:
-    AVX2, AVX512, ...). Both change float reductions (1 and 2 threads differ in the last bits;
-    AVX2 and AVX512 kernels too), so a regression check knows what it can match exactly."""
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
-    name = torch.cuda.get_device_name(device) if torch.cuda.is_available() else ""
-    return f"{device} ({name})" if name else str(device)
-
-
-def failed_row(common: dict[str, Any], err: BaseException) -> dict[str, Any]:
-    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    return common | {"status": "failed", "error": f"{type(err).__name__}: {err}\n{text}", "metric": "", "value": float("nan"), "n": 0}
+    return run_fields(run_id=run_id, task=task.name, task_version=task.version, method=method,
+                      method_version=method_version, hyperparameters=hp_json, data_used=data_used, seed=seed,
+                      split_hash=td_split_hash, device=device)
 
 
 def oracle_run_id(task: Task, seed: int, device_type: str = "cpu") -> str:

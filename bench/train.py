@@ -28,16 +28,6 @@ class TrainLog:
     final_loss: float
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a loud error when CUDA is asked for but absent."""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but torch.cuda.is_available() is False; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}; use cpu or cuda")
-    return dev
-
-
 def sync(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA); a no-op on the CPU. Call before reading a clock."""
     if device.type == "cuda":
@@ -69,6 +59,18 @@ def augment_batch(x: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tenso
         return out
     flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, *, amp: bool = False,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy) -> torch.Tensor:
+    """One optimizer step on ``loss_fn(model(x), y)`` (bfloat16 autocast on CUDA when ``amp``);
+    returns the loss, not detached. The step every training loop and throughput probe takes."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        loss = loss_fn(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def train_epochs(
@@ -117,11 +119,7 @@ def train_epochs(
         running, count = torch.zeros((), device=device), 0
         for x, y in batches(split, batch_size, device=device, shuffle=True, g=g):
             x = augment_batch(x, augment, g)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = train_step(model, opt, x, y, amp=use_amp, loss_fn=loss_fn)
             if sched is not None:
                 sched.step()
             running += loss.detach() * len(y)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import astuple
 import math
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from bench.check import (
     NOT_COMPARED,
     check,
     compare,
-    cpu_setting,
     format_leaderboard_diff,
     hp_changes,
     leaderboard_diff,
@@ -25,6 +25,7 @@ from bench.check import (
     parse_tolerances,
 )
 from bench.cli import main
+from bench.env import parse_device_label
 from bench.report import GENERATED_HEADER, write_report
 from bench.results import COLUMNS, read_store, write_run
 from bench.tasks import TASKS, Task
@@ -334,17 +335,10 @@ def test_line_ending_change_is_reported(fresh: tuple[Path, Path]):
     assert diff.name == "index.md" and diff.kind == "differs" and "\\r" in diff.diff
 
 
-def test_cpu_setting_reads_threads_and_instruction_set():
-    assert cpu_setting("cpu (2 threads, AVX512)") == (2, "AVX512")
-    assert cpu_setting("cpu (1 threads)") == (1, "")
-    assert cpu_setting("cuda:0 (NVIDIA H100)") is None
-    assert cpu_setting("") is None
-
-
 def test_check_re_runs_with_the_baselines_threads_and_restores_them(
         baseline: Path, synthetic_task: Task, reference_cache: Path):
     (label,) = read_store(baseline)["device"].unique()
-    threads, isa = cpu_setting(label)
+    threads, isa = astuple(parse_device_label(label))
     assert isa == torch.backends.cpu.get_cpu_capability()
     before = torch.get_num_threads()
     torch.set_num_threads(threads + 1)
@@ -368,7 +362,7 @@ def test_threads_with_a_process_pool_is_refused_before_any_work(baseline: Path, 
 def test_another_instruction_set_applies_the_cross_isa_tolerances(
         baseline: Path, synthetic_task: Task, reference_cache: Path, tmp_path: Path):
     rows = read_store(baseline)
-    threads, _ = cpu_setting(rows["device"].iloc[0])
+    threads = parse_device_label(rows["device"].iloc[0]).threads
     rows["device"] = f"cpu ({threads} threads, SOMEOTHERISA)"
     rows.to_parquet(tmp_path / "elsewhere.parquet")
     result = check(tmp_path / "elsewhere.parquet", [synthetic_task], ["finetune"], [0], cache=reference_cache,
