@@ -20,9 +20,9 @@ DATA_KINDS = ("forget", "retain", "retain_fraction", "surrogate")
 #: What a task may forget (:class:`bench.tasks.ForgetRule`'s ``kind``) and a method may declare it
 #: applies to: whole ``classes``, a ``random`` fraction of the images, whole people
 #: (``identities``). The one declaration; :data:`FORGET_KINDS` is derived from it. It lives here,
-#: under :mod:`bench.tasks` (which imports :class:`Registry`), so that the method registry can use
-#: it without an import cycle. A new kind is declared here and in ``ForgetRule``, and picked in
-#: :mod:`bench.splits`.
+#: not in :mod:`bench.tasks`, because tasks imports :class:`Registry` from this module: the method
+#: registry (``applies_to``) could not read it there without an import cycle. A new kind is
+#: declared here and in ``ForgetRule``, and picks its images in :func:`bench.splits.forget_mask`.
 ForgetKind = Literal["classes", "random", "identities"]
 FORGET_KINDS: tuple[str, ...] = get_args(ForgetKind)
 
