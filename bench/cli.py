@@ -85,10 +85,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from bench.datasets.faces import audit, format_audit
+    from bench.leakage import format_audit
+    from bench.splits import build_task_data
+    from bench.tasks import get_task
 
+    task = get_task(args.task)
     for seed in args.seeds:
-        print(format_audit(audit(args.task, seed, args.data_root)))
+        print(format_audit(build_task_data(task, seed, args.data_root).audit))
     return 0
 
 

@@ -21,11 +21,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from bench.data import TaskData, build_task_data
+from bench.data import TaskData
 from bench.group import Group, ShippedReference, load_reference, prepare_group, split_logits
 from bench.references import reference_key
 from bench.registry import get_method
 from bench.results import ORACLE, ORIGINAL, failed_row
+from bench.splits import build_task_data
 from bench.tasks import Task
 
 EXECUTORS = ("local", "processes", "ray")

@@ -14,10 +14,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from bench.data import Split, TaskData, build_task_data, surrogate_split
+from bench.data import Split, TaskData, surrogate_split
 from bench.metrics import SplitLogits
 from bench.references import Reference, References, load_or_train, model_factory
 from bench.results import ORACLE, ORIGINAL
+from bench.splits import build_task_data
 from bench.tasks import Task
 from bench.train import predict_logits
 

@@ -94,7 +94,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.data import Split, TaskData, build_task_data, generator, to_float
+from bench.data import Split, TaskData, generator, to_float
+from bench.splits import build_task_data
 from bench.tasks import ForgetRule, Recipe, Task, get_suite, get_task
 from bench.env import resolve_device
 from bench.train import make_optimizer, sync

@@ -9,13 +9,22 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Literal, TypeVar, get_args
 
 T = TypeVar("T")
 
 #: The data a method may declare. ``retain_fraction`` means "a per-class random fraction of the
 #: retain set", the fraction being the method's ``retain_fraction`` hyperparameter.
 DATA_KINDS = ("forget", "retain", "retain_fraction", "surrogate")
+
+#: What a task may forget (:class:`bench.tasks.ForgetRule`'s ``kind``) and a method may declare it
+#: applies to: whole ``classes``, a ``random`` fraction of the images, whole people
+#: (``identities``). The one declaration; :data:`FORGET_KINDS` is derived from it. It lives here,
+#: not in :mod:`bench.tasks`, because tasks imports :class:`Registry` from this module: the method
+#: registry (``applies_to``) could not read it there without an import cycle. A new kind is
+#: declared here and in ``ForgetRule``, and picks its images in :func:`bench.splits.forget_mask`.
+ForgetKind = Literal["classes", "random", "identities"]
+FORGET_KINDS: tuple[str, ...] = get_args(ForgetKind)
 
 
 class UnknownName(KeyError):
@@ -91,7 +100,7 @@ class MethodSpec:
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
-    applies_to: tuple[str, ...] = ("classes", "random", "identities")
+    applies_to: tuple[str, ...] = FORGET_KINDS
 
     def not_applicable(self, task: Any) -> str | None:
         """Why this method does not run on ``task`` (a :class:`bench.tasks.Task`), or ``None`` when
@@ -162,7 +171,7 @@ def method(
     tuned: dict[str, dict[str, Any]] | None = None,
     bounds: dict[str, tuple[float | None, float | None]] | None = None,
     fixed: dict[str, Any] | None = None,
-    applies_to: tuple[str, ...] = ("classes", "random", "identities"),
+    applies_to: tuple[str, ...] = FORGET_KINDS,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register an unlearning method (decorator).
 
@@ -175,6 +184,9 @@ def method(
         bad = [u for u in uses if u not in DATA_KINDS]
         if bad:
             raise ValueError(f"method {key}: unknown data kinds {bad}; valid: {DATA_KINDS}")
+        unknown_kinds = [k for k in applies_to if k not in FORGET_KINDS]
+        if unknown_kinds or not applies_to:
+            raise ValueError(f"method {key}: applies_to {tuple(applies_to)} must name forget kinds among {FORGET_KINDS}")
         if "retain" in uses and "retain_fraction" in uses:
             raise ValueError(f"method {key}: declare either 'retain' or 'retain_fraction', not both")
         defaults: dict[str, Any] = {}

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bench.datasets import load_dataset
-from bench.data import Split, TaskData, build_task_data, method_view, seed_stream
+from bench.data import Split, TaskData, method_view, seed_stream
 from bench.group import split_logits
 from bench.metrics import Evaluation, SplitLogits, compute_metrics
 from bench.models import state_hash
@@ -29,6 +29,7 @@ from bench.env import default_cache_dir, resolve_device
 from bench.references import REFERENCE_VERSION, Reference, References, model_factory
 from bench.registry import MethodSpec, get_method, list_methods
 from bench.results import ORACLE, canonical_json, failed_row, make_run_id, rows_for_run, run_fields, stored_runs, write_run
+from bench.splits import build_task_data
 from bench.tasks import Task, get_suite, get_task
 from bench.train import make_optimizer, predict_logits, sync
 

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from bench.registry import Registry
-
-ForgetKind = Literal["classes", "random", "identities"]
+from bench.registry import FORGET_KINDS, ForgetKind, Registry
 
 
 @dataclass(frozen=True)
@@ -68,8 +66,8 @@ class ForgetRule:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("classes", "random", "identities"):
-            raise ValueError(f"unknown forget kind {self.kind!r}; valid: classes, random, identities")
+        if self.kind not in FORGET_KINDS:
+            raise ValueError(f"unknown forget kind {self.kind!r}; valid: {', '.join(FORGET_KINDS)}")
         if self.kind == "classes" and not self.classes:
             raise ValueError("class removal needs at least one class")
         if self.kind == "identities" and (self.rows > 0) == (self.fraction > 0.0):
@@ -231,7 +229,7 @@ SUITES["paper"] = tuple(t for t in TASKS.names() if "paper" in TASKS.get(t).tags
 # CosineAnnealingLR(T_max=200) is stepped per batch (a cycling rate), ours is one cosine to zero;
 # their flip/affine/jitter augmentation becomes crop_flip. Ranked by NoMUS (MUFAC's score).
 # MUFAC validation = its validation table as it is (val_fraction=0), test = its unseen table;
-# splits pass the leakage audit (bench.data, bench.datasets.faces.audit). Data from --data-root.
+# splits pass the leakage audit (bench.leakage; `bench audit TASK`). Data from --data-root.
 # ---------------------------------------------------------------------------------------------
 MUFAC_RECIPE = Recipe(epochs=100, batch_size=32, lr=0.01, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
                       schedule="cosine", augment="crop_flip", amp=True)

@@ -38,7 +38,7 @@ class ImageDataset:
       has the same id everywhere). Needed by identity forgetting and the person audit.
     * ``leakage_audit``: the splitter enforces the leakage audit (no person and no perceptually
       identical image in two of forget / retain / validation / test; see
-      :func:`bench.data.build_task_data`).
+      :func:`bench.splits.build_task_data`).
     """
 
     name: str

@@ -41,9 +41,9 @@ reference's ``Resize((128, 128))`` then ``Grayscale(num_output_channels=3)``. Th
 training images is ``ImageFolder``'s (torchvision's ``make_dataset``), so the task
 ``raf-emotion-paper`` reproduces the reference split exactly. RAF-DB carries no identities.
 
-Both datasets set ``leakage_audit``: the splitter (:func:`bench.data.build_task_data`) drops
-perceptual duplicates and shared people between forget / retain / validation / test, and
-:func:`audit` reports what it found.
+Both datasets set ``leakage_audit``: the splitter (:func:`bench.splits.build_task_data`) drops
+perceptual duplicates and shared people between forget / retain / validation / test
+(:mod:`bench.leakage`), and ``bench audit TASK`` reports what it found.
 """
 from __future__ import annotations
 
@@ -294,48 +294,3 @@ def decode_images(paths: Sequence[Path], convert: Callable[[Any], np.ndarray]) -
         for i, array in enumerate(pool.map(one, paths)):
             out[i] = array
     return torch.from_numpy(out)
-
-
-# ---------------------------------------------------------------------------------------- audit
-
-
-def audit(task: Any, seed: int = 0, data_root: str | Path | None = None) -> dict[str, Any]:
-    """The leakage audit of ``task`` (a name or a Task) for ``seed``: how the validation split was
-    made, the forget rule, split sizes and people per split, and the images the splitter dropped
-    (``duplicates_dropped``: perceptual duplicates, ``people_dropped``: images of a person already
-    in an earlier split; order pool → validation → test). Loads the data; see
-    :func:`bench.data.build_task_data`."""
-    from bench.data import build_task_data
-    from bench.tasks import get_task
-
-    td = build_task_data(get_task(task), seed, str(data_root) if data_root else None)
-    return dict(td.audit)
-
-
-def format_audit(report: dict[str, Any]) -> str:
-    """A few human-readable lines of an :func:`audit` report (for a task card or ``bench ls``)."""
-    sizes = report.get("sizes", {})
-    lines = [f"leakage audit of {report.get('task')} (seed {report.get('seed')}, dataset {report.get('dataset')}):",
-             f"  validation: {report.get('validation')}",
-             f"  forget: {report.get('forget_rule')}",
-             "  images: " + ", ".join(f"{k} {v}" for k, v in sizes.items())]
-    if report.get("people"):
-        lines.append("  people: " + ", ".join(f"{k} {v}" for k, v in report["people"].items() if v is not None))
-    if not report.get("enforced"):
-        lines.append("  not enforced: this dataset does not ask for the leakage audit")
-        return "\n".join(lines)
-    dup, ppl = report.get("duplicates_dropped", {}), report.get("people_dropped", {})
-    lines.append(f"  perceptual duplicates dropped (later split; {report.get('duplicate_rule')}): "
-                 + ", ".join(f"{k} {v}" for k, v in dup.items()))
-    if report.get("identities"):
-        lines.append("  images dropped for a person already in an earlier split: " + ", ".join(f"{k} {v}" for k, v in ppl.items()))
-    else:
-        lines.append("  people: not audited (the dataset carries no identities)")
-    if "first_rows" in report:
-        fr = report["first_rows"]
-        lines.append(f"  first {fr['rows']} rows: {fr['forget_images_in_first_rows']} forgotten, "
-                     f"{fr['added_to_complete_people']} more images added to complete their people, "
-                     f"{fr['first_rows_not_forgotten']} dropped as duplicates")
-    what = "no image and no person" if report.get("identities") else "no image"
-    lines.append(f"  verified: {what} in two of forget / retain / validation / test")
-    return "\n".join(lines)

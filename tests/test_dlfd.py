@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.data import build_task_data, method_view
+from bench.data import method_view
 from bench.methods.dlfd import (
     SINKHORN_METHOD,
     cosine_cost,
@@ -23,6 +23,7 @@ from bench.methods.dlfd import (
 from bench.mia import cv_attack_accuracy, per_example_loss
 from bench.models import build_model
 from bench.references import model_factory
+from bench.splits import build_task_data
 from bench.train import accuracy, predict_logits, train_with_recipe
 
 

@@ -21,11 +21,12 @@ from PIL import Image, ImageDraw
 import bench
 import bench.datasets as datasets_pkg
 from bench import cli
-from bench.data import HASH_MAX_DISTANCE, HASH_TIE_LEVELS, build_task_data, near_pairs, perceptual_hashes, reference_shuffle
+from bench.leakage import HASH_MAX_DISTANCE, HASH_TIE_LEVELS, format_audit, near_pairs, perceptual_hashes
 from bench.datasets import DataMissing, ImageDataset, load_dataset
 from bench.datasets import faces
 from bench.runner import make_plan
 from bench.registry import list_methods
+from bench.splits import build_task_data, reference_shuffle
 from bench.tasks import SUITES, TASKS, ForgetRule, Recipe, Task, get_task
 
 SHOTS = 5
@@ -332,7 +333,7 @@ def test_duplicates_are_dropped_from_the_later_split(tmp_path: Path) -> None:
         for b in names[i + 1:]:
             assert not hashes[a] & hashes[b], (a, b)
     assert build_task_data(task, 0, str(tmp_path)).split_hash == td.split_hash  # deterministic
-    text = faces.format_audit(td.audit)
+    text = format_audit(td.audit)
     assert f"dropped (later split; 128-bit dHash+aHash within {HASH_MAX_DISTANCE} bits): train 1, val 1, test 2" in text
 
 
@@ -370,15 +371,18 @@ def test_a_person_in_two_tables_is_dropped_from_the_later(tmp_path: Path) -> Non
     assert len(td.test) == SHOTS and td.audit["people"]["test"] == 1
 
 
-def test_audit_function_and_registered_tasks(tmp_path: Path) -> None:
+def test_audit_report_and_the_audit_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_mufac(tmp_path)
-    report = faces.audit("mufac-age-identity", 0, tmp_path)
+    report = build_task_data(get_task("mufac-age-identity"), 0, str(tmp_path)).audit
     assert report["enforced"] and report["sizes"]["val"] == 2 * SHOTS
     assert report["validation"].startswith("fixed")
-    text = faces.format_audit(report)
+    text = format_audit(report)
     assert "leakage audit of mufac-age-identity" in text and "verified: no image and no person" in text
-    digits = faces.audit("digits-cnn-class", 0)
-    assert not digits["enforced"] and "not enforced" in faces.format_audit(digits)
+    assert cli.main(["audit", "mufac-age-identity", "--data-root", str(tmp_path), "--seeds", "0", "1"]) == 0
+    seed1 = format_audit(build_task_data(get_task("mufac-age-identity"), 1, str(tmp_path)).audit)
+    assert capsys.readouterr().out == f"{text}\n{seed1}\n" and "(seed 1," in seed1
+    digits = build_task_data(get_task("digits-cnn-class"), 0).audit
+    assert not digits["enforced"] and "not enforced" in format_audit(digits)
 
 
 def test_fixed_validation_refuses_a_val_fraction(tmp_path: Path) -> None:
@@ -450,7 +454,7 @@ def test_rafdb_paper_split_reproduces_the_reference(tmp_path: Path) -> None:
     assert torch.equal(td.retain.x, x[sorted(indices[num_val:num_val + num_retain])])
     assert torch.equal(td.forget.x, x[sorted(indices[num_val + num_retain:])])
     assert "people" not in td.audit  # RAF-DB carries no identities
-    assert "people: not audited" in faces.format_audit(td.audit)
+    assert "people: not audited" in format_audit(td.audit)
     assert build_task_data(get_task("raf-emotion-paper"), 1, str(tmp_path)).split_hash == td.split_hash  # fixed split
     assert torch.equal(reference_shuffle(42, 42), torch.tensor(indices))
 

@@ -24,12 +24,13 @@ import torch
 from torch import nn
 
 from bench import runner
-from bench.data import MethodData, Split, TaskData, build_task_data, method_view, seed_stream, surrogate_split
+from bench.data import MethodData, Split, TaskData, method_view, seed_stream, surrogate_split
 from bench.metrics import SplitLogits
 from bench.models import state_hash
 from bench.references import References, get_references, model_factory
 from bench.registry import DATA_KINDS, MethodSpec, get_method, list_methods
 from bench.results import canonical_json
+from bench.splits import build_task_data
 from bench.tasks import Task
 from bench.train import predict_logits
 

@@ -16,9 +16,9 @@ import torch
 
 from bench import perf
 from bench.cli import main
-from bench.data import build_task_data
 from bench.perf import GOALS, PERF_COLUMNS, PerfRow, Timing
 from bench.references import dataset_facts, model_factory
+from bench.splits import build_task_data
 from bench.tasks import TASKS, Task, get_task
 
 CPU = torch.device("cpu")

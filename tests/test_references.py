@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from bench.data import TaskData, build_task_data, method_view
+from bench.data import TaskData, method_view
 from bench.datasets import ImageDataset
 from bench.models import state_hash
 from bench.references import (
@@ -27,6 +27,7 @@ from bench.references import (
     save_checkpoint,
 )
 from bench.registry import get_method
+from bench.splits import build_task_data
 from bench.tasks import ForgetRule, Recipe, Task
 
 CPU = torch.device("cpu")

@@ -18,13 +18,13 @@ from torch import nn
 import bench
 from bench import registry
 from bench.cli import main
-from bench.data import build_task_data
 from bench.metrics import METRICS
 from bench.models import state_hash
 from bench.references import get_references
 from bench.report import GENERATED_HEADER
 from bench.results import read_store, stored_runs
 from bench.runner import Throughput, estimate_group, make_plan, runtime_ratios
+from bench.splits import build_task_data
 from bench.tasks import TASKS, Task, list_tasks
 
 CPU = torch.device("cpu")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import bench
-from bench.data import build_task_data, method_view, surrogate_split
+from bench.data import method_view, surrogate_split
 from bench.methods.scar import (
     ClassStats,
     class_statistics,
@@ -28,6 +28,7 @@ from bench.methods.scar import (
 )
 from bench.references import get_references, model_factory
 from bench.registry import get_method
+from bench.splits import build_task_data
 from bench.tasks import ForgetRule, Recipe, Task
 
 SCAR_ENTRIES = ("scar", "scar_retainfree", "scar_self", "scar_self_retainfree")

@@ -12,7 +12,7 @@ import scipy.optimize
 import torch
 import torch.nn.functional as F
 
-from bench.data import Split, build_task_data, generator, method_view
+from bench.data import Split, generator, method_view
 from bench.models import build_model, eligible_parameters, state_hash
 from bench.methods.scissorhands import (
     GEM_EPS,
@@ -26,6 +26,7 @@ from bench.methods.scissorhands import (
     trim_masks,
 )
 from bench.references import model_factory
+from bench.splits import build_task_data
 from bench.train import train_with_recipe
 
 CPU = torch.device("cpu")

@@ -12,17 +12,10 @@ from collections import Counter
 import pytest
 import torch
 
-from bench.data import (
-    Split,
-    TaskData,
-    build_task_data,
-    generator,
-    method_view,
-    seed_stream,
-    surrogate_split,
-)
+from bench.data import Split, TaskData, generator, method_view, seed_stream, surrogate_split
 from bench.datasets import load_dataset
-from bench.registry import UnknownName, get_method
+from bench.registry import FORGET_KINDS, UnknownName, get_method, method
+from bench.splits import build_task_data
 from bench.tasks import ForgetRule, Recipe, Task, get_task, list_tasks
 
 SEED = 0
@@ -190,6 +183,20 @@ def test_task_and_rule_validation() -> None:
     with pytest.raises(ValueError, match="surrogate"):
         Task(name="t", description="d", dataset="synthetic", arch="digits_cnn",
              forget=ForgetRule("classes", classes=(1,)), recipe=Recipe(1, 1, 1.0), version=1, surrogate="gaussian_noise")
+
+
+def test_forget_kinds_are_read_from_one_declaration() -> None:
+    """ForgetRule, a method's default ``applies_to`` and its check all read ``FORGET_KINDS``."""
+    with pytest.raises(ValueError, match=f"unknown forget kind 'first_rows'; valid: {', '.join(FORGET_KINDS)}$"):
+        ForgetRule("first_rows")  # type: ignore[arg-type]
+    assert get_method("finetune").applies_to == FORGET_KINDS
+
+    def fn(model: torch.nn.Module, data: object, *, device: str) -> torch.nn.Module:
+        return model
+
+    for bad in (("class",), ()):
+        with pytest.raises(ValueError, match=r"method test-bad-kind: applies_to .* must name forget kinds"):
+            method(name="test-bad-kind", uses=(), paper="test only", version=1, applies_to=bad)(fn)
 
 
 def test_registered_digits_class_task_splits() -> None:
