@@ -125,8 +125,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    """`bench perf`: the harness against the machine's limit and the reference pipelines (see bench/perf.py)."""
-    from bench.perf import format_table, output_path, run_perf, write_table
+    """`bench perf`: the harness against the machine's limit and the reference pipelines (see bench/perf/)."""
+    from bench.perf import run_perf
+    from bench.perf.table import format_table, output_path, write_table
 
     rerun = None if args.rerun == "none" else args.rerun
     df = run_perf(

@@ -1,4 +1,4 @@
-"""``bench perf`` (bench/perf.py): table structure, Parquet round trip, ratio and goal arithmetic,
+"""``bench perf`` (bench/perf/): table structure, Parquet round trip, ratio and goal arithmetic,
 equal image counts across pipelines, and the command end to end on the SYNTHETIC task.
 
 No test asserts a timing: the numbers depend on the machine and its load.
@@ -14,9 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bench import perf
 from bench.cli import main
-from bench.perf import GOALS, PERF_COLUMNS, PerfRow, Timing
+from bench.env import CpuSetting, device_label, parse_device_label
+from bench.perf import clock, pipelines, runs, table
+from bench.perf.clock import Timing
+from bench.perf.table import GOALS, PERF_COLUMNS, PerfRow
 from bench.references import dataset_facts, model_factory
 from bench.splits import build_task_data
 from bench.tasks import TASKS, Task, get_task
@@ -40,21 +42,21 @@ def rows_for(task: Task) -> list[PerfRow]:
 
 
 def test_ratio() -> None:
-    assert perf.ratio(3.0, 2.0) == 1.5
-    assert math.isnan(perf.ratio(1.0, 0.0))
-    assert math.isnan(perf.ratio(float("nan"), 2.0))
+    assert table.ratio(3.0, 2.0) == 1.5
+    assert math.isnan(table.ratio(1.0, 0.0))
+    assert math.isnan(table.ratio(float("nan"), 2.0))
 
 
 def test_timing_and_fastest() -> None:
     assert Timing(500, 0.25).images_per_s == 2000.0
     assert math.isnan(Timing(10, 0.0).images_per_s)
     assert Timing(500, 1.0, 0.5).images_per_cpu_s == 1000.0
-    best = perf.fastest([Timing(100, 2.0, 0.4), Timing(100, 0.5, 0.6), Timing(100, 1.0, 0.5)])
+    best = clock.fastest([Timing(100, 2.0, 0.4), Timing(100, 0.5, 0.6), Timing(100, 1.0, 0.5)])
     assert (best.images, best.seconds, best.cpu_seconds) == (100, 0.5, 0.4)
     with pytest.raises(ValueError, match="different image counts"):
-        perf.fastest([Timing(100, 1.0), Timing(99, 1.0)])
+        clock.fastest([Timing(100, 1.0), Timing(99, 1.0)])
     with pytest.raises(ValueError):
-        perf.fastest([])
+        clock.fastest([])
 
 
 def test_goals_apply_where_the_issue_sets_them() -> None:
@@ -62,31 +64,31 @@ def test_goals_apply_where_the_issue_sets_them() -> None:
     assert GOALS["ratio_train_ours_limit"].met(0.9) and not GOALS["ratio_train_ours_limit"].met(0.89)
     assert GOALS["overhead_share"].met(0.10) and not GOALS["overhead_share"].met(0.11)
     assert not GOALS["ratio_train_ours_ref"].met(float("nan"))
-    by_measure = {r.measure: perf.with_goal(r, fmnist) for r in rows_for(fmnist)}
+    by_measure = {r.measure: table.with_goal(r, fmnist) for r in rows_for(fmnist)}
     assert (by_measure["ratio_train_ours_limit"]["goal"], by_measure["ratio_train_ours_limit"]["meets_goal"]) == (">= 0.9", True)
     assert (by_measure["ratio_eval_ours_limit"]["goal"], by_measure["ratio_eval_ours_limit"]["meets_goal"]) == (">= 0.9", False)
     assert (by_measure["ratio_train_ours_ref"]["goal"], by_measure["ratio_train_ours_ref"]["meets_goal"]) == (">= 1.5", False)
     assert (by_measure["overhead_share"]["goal"], by_measure["overhead_share"]["meets_goal"]) == ("<= 0.1", False)
     assert by_measure["train_ours"]["goal"] == "" and by_measure["train_ours"]["meets_goal"] is None
     # The reference-pipeline and overhead goals are stated for Fashion-MNIST only.
-    on_digits = {r.measure: perf.with_goal(r, digits) for r in rows_for(digits)}
+    on_digits = {r.measure: table.with_goal(r, digits) for r in rows_for(digits)}
     assert on_digits["ratio_train_ours_ref"]["meets_goal"] is None
     assert on_digits["overhead_share"]["meets_goal"] is None
     assert on_digits["ratio_train_ours_limit"]["meets_goal"] is True
 
 
 def test_batch_sizes_and_training_subset(synthetic_task: Task) -> None:
-    assert perf.batch_sizes(130, 64) == [64, 64, 2]
-    assert perf.batch_sizes(128, 64) == [64, 64]
+    assert pipelines.batch_sizes(130, 64) == [64, 64, 2]
+    assert pipelines.batch_sizes(128, 64) == [64, 64]
     td = build_task_data(synthetic_task, 0)
-    assert perf.training_subset(td.train, None, 32, 0) is td.train
-    sub = perf.training_subset(td.train, 2, 32, 0)
+    assert pipelines.training_subset(td.train, None, 32, 0) is td.train
+    sub = pipelines.training_subset(td.train, 2, 32, 0)
     assert len(sub) == 64
-    assert len(perf.training_subset(td.train, 10_000, 32, 0)) == len(td.train)
-    again = perf.training_subset(td.train, 2, 32, 0)
+    assert len(pipelines.training_subset(td.train, 10_000, 32, 0)) == len(td.train)
+    again = pipelines.training_subset(td.train, 2, 32, 0)
     assert torch.equal(sub.x, again.x) and torch.equal(sub.y, again.y)
     with pytest.raises(ValueError, match="--steps"):
-        perf.training_subset(td.train, 0, 32, 0)
+        pipelines.training_subset(td.train, 0, 32, 0)
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -95,7 +97,7 @@ def test_batch_sizes_and_training_subset(synthetic_task: Task) -> None:
 def test_reference_dataset_feeds_the_same_normalized_images(synthetic_task: Task) -> None:
     td = build_task_data(synthetic_task, 0)
     _, mean, std = dataset_facts(td)
-    ds = perf.ReferenceImages(td.train, perf.reference_transform(mean, std))
+    ds = pipelines.ReferenceImages(td.train, pipelines.reference_transform(mean, std))
     assert len(ds) == len(td.train)
     model = model_factory(td)()
     for i in (0, 5, len(ds) - 1):
@@ -109,19 +111,19 @@ def test_reference_and_ours_process_the_same_images(synthetic_task: Task) -> Non
     td = build_task_data(synthetic_task, 0)
     _, mean, std = dataset_facts(td)
     init, recipe = model_factory(td), synthetic_task.recipe
-    sub = perf.training_subset(td.train, 3, recipe.batch_size, 0)
+    sub = pipelines.training_subset(td.train, 3, recipe.batch_size, 0)
     sub = sub.subset(torch.arange(len(sub) - 5))  # a partial last batch
-    runs = perf.training_runs(init, sub, recipe, mean=mean, std=std, worker_counts=[0, 1], seed=0, device=CPU)
+    runs = pipelines.training_runs(init, sub, recipe, mean=mean, std=std, worker_counts=[0, 1], seed=0, device=CPU)
     assert list(runs) == ["train_limit_nchw", "train_limit_channels_last", "train_ours", "train_reference_w0",
                           "train_reference_w1"]
-    children_before = perf.cpu_seconds()
+    children_before = clock.cpu_seconds()
     timings = {name: fn() for name, fn in runs.items()}
     assert {name: t.images for name, t in timings.items()} == dict.fromkeys(runs, len(sub))
     assert all(t.seconds > 0 and t.cpu_seconds > 0 for t in timings.values())
-    assert perf.cpu_seconds() > children_before
-    n = perf.eval_images(td)
-    evals = {name: fn() for name, fn in perf.eval_runs(init, td, n, CPU, ours=True).items()}
-    assert list(evals) == [f"eval_limit_b{b}" for b in perf.EVAL_LIMIT_BATCHES] + ["eval_ours"]
+    assert clock.cpu_seconds() > children_before
+    n = pipelines.eval_images(td)
+    evals = {name: fn() for name, fn in pipelines.eval_runs(init, td, n, CPU, ours=True).items()}
+    assert list(evals) == [f"eval_limit_b{b}" for b in pipelines.EVAL_LIMIT_BATCHES] + ["eval_ours"]
     assert {t.images for t in evals.values()} == {n}
 
 
@@ -136,7 +138,7 @@ def test_reference_pipeline_counts_its_workers_cpu_time(synthetic_task: Task) ->
         return r.ru_utime + r.ru_stime
 
     before = children()
-    perf.reference_train(model_factory(td)(), td.train, synthetic_task.recipe, mean=mean, std=std, workers=1, seed=0,
+    pipelines.reference_train(model_factory(td)(), td.train, synthetic_task.recipe, mean=mean, std=std, workers=1, seed=0,
                          device=CPU)
     assert children() > before  # the worker was joined and its CPU time reaped before the clock stopped
 
@@ -144,7 +146,7 @@ def test_reference_pipeline_counts_its_workers_cpu_time(synthetic_task: Task) ->
 def test_best_variant_takes_the_faster_and_the_least_cpu() -> None:
     best = {"train_limit_nchw": Timing(100, 2.0, 1.5), "train_limit_channels_last": Timing(100, 1.0, 1.8),
             "train_ours": Timing(100, 0.5, 0.5)}
-    name, t = perf.best_variant(best, "train_limit_")
+    name, t = pipelines.best_variant(best, "train_limit_")
     assert name == "train_limit_channels_last"
     assert (t.images, t.seconds, t.cpu_seconds) == (100, 1.0, 1.5)
 
@@ -154,8 +156,8 @@ def test_limit_train_channels_last_keeps_the_model_equivalent(synthetic_task: Ta
     init, recipe = model_factory(td), synthetic_task.recipe
     x, y = td.train.x[:32].float() / 255, td.train.y[:32]
     a, b = init(), init()
-    perf.limit_train(a, recipe, x, y, [32], CPU)
-    perf.limit_train(b, recipe, x, y, [32], CPU, channels_last=True)
+    pipelines.limit_train(a, recipe, x, y, [32], CPU)
+    pipelines.limit_train(b, recipe, x, y, [32], CPU, channels_last=True)
     assert b.body[0].weight.is_contiguous(memory_format=torch.channels_last)
     for pa_, pb_ in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa_, pb_, atol=1e-5, rtol=1e-4)
@@ -166,7 +168,7 @@ def test_reference_pipeline_trains_the_model(synthetic_task: Task) -> None:
     _, mean, std = dataset_facts(td)
     model = model_factory(td)()
     before = [p.detach().clone() for p in model.parameters()]
-    perf.reference_train(model, td.train, synthetic_task.recipe, mean=mean, std=std, workers=0, seed=0, device=CPU)
+    pipelines.reference_train(model, td.train, synthetic_task.recipe, mean=mean, std=std, workers=0, seed=0, device=CPU)
     assert isinstance(model.normalize, torch.nn.Identity)  # normalization moved into the transform
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
@@ -176,35 +178,35 @@ def test_reference_pipeline_trains_the_model(synthetic_task: Task) -> None:
 
 def test_table_structure_and_parquet_round_trip(tmp_path: Path) -> None:
     fmnist = get_task("fmnist-lenet-class")
-    df = perf.perf_table(rows_for(fmnist), {fmnist.name: fmnist}, device=CPU, threads=2, workers=2, repeats=2,
+    df = table.perf_table(rows_for(fmnist), {fmnist.name: fmnist}, device=CPU, threads=2, workers=2, repeats=2,
                          timestamp="2026-01-02T03:04:05+00:00")
     assert list(df.columns) == PERF_COLUMNS
     assert len(df) == len(rows_for(fmnist))
-    assert set(df["device"]) == {"cpu"} and set(df["torch_version"]) == {torch.__version__}
+    assert set(df["device"]) == {device_label(CPU)} and set(df["torch_version"]) == {torch.__version__}
     assert set(df["threads"]) == {2} and set(df["workers"]) == {2}
-    path = perf.output_path(tmp_path / "perf", tmp_path / "results", "2026-01-02T03:04:05+00:00")
+    path = table.output_path(tmp_path / "perf", tmp_path / "results", "2026-01-02T03:04:05+00:00")
     assert path == tmp_path / "perf" / "perf-20260102T030405Z.parquet"
-    assert perf.write_table(df, path) == path
+    assert table.write_table(df, path) == path
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
-    back = perf.read_table(path)
+    back = table.read_table(path)
     pd.testing.assert_frame_equal(back, df)
-    assert pq.read_schema(path).remove_metadata().equals(perf.PERF_SCHEMA)
-    text = perf.format_table(df)
+    assert pq.read_schema(path).remove_metadata().equals(table.PERF_SCHEMA)
+    text = table.format_table(df)
     assert "ratio_train_ours_ref" in text and "NO" in text and "3 MiB" in text and "25.0%" in text
     assert "2,400 img/CPU-s" in text
 
 
 def test_output_path_rules(tmp_path: Path) -> None:
     stamp = "2026-01-02T03:04:05+00:00"
-    assert perf.output_path(tmp_path / "x.parquet", "results", stamp) == tmp_path / "x.parquet"
-    assert perf.output_path(None, tmp_path / "store" / "results", stamp) == tmp_path / "store" / "perf" / "perf-20260102T030405Z.parquet"
+    assert table.output_path(tmp_path / "x.parquet", "results", stamp) == tmp_path / "x.parquet"
+    assert table.output_path(None, tmp_path / "store" / "results", stamp) == tmp_path / "store" / "perf" / "perf-20260102T030405Z.parquet"
 
 
 def test_read_table_rejects_other_parquet(tmp_path: Path) -> None:
     path = tmp_path / "other.parquet"
     pq.write_table(pa.table({"a": [1]}), path)
     with pytest.raises(ValueError, match="not a bench perf table"):
-        perf.read_table(path)
+        table.read_table(path)
 
 
 def test_task_json_round_trip(synthetic_task: Task) -> None:
@@ -212,11 +214,23 @@ def test_task_json_round_trip(synthetic_task: Task) -> None:
 
     for name in ("digits-cnn-multiclass", "fmnist-lenet-random10"):
         task = get_task(name)
-        assert perf.task_from_json(json.loads(json.dumps(perf.task_to_json(task)))) == task
-    assert perf.task_from_json(json.loads(json.dumps(perf.task_to_json(synthetic_task)))) == synthetic_task
+        assert runs.task_from_json(json.loads(json.dumps(runs.task_to_json(task)))) == task
+    assert runs.task_from_json(json.loads(json.dumps(runs.task_to_json(synthetic_task)))) == synthetic_task
 
 
 # --------------------------------------------------------------------------- end to end
+
+
+def test_child_imports_the_installed_bench_not_the_current_directory(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "__init__.py").write_text('raise ImportError("the bench/ of the current directory")\n')
+    monkeypatch.chdir(tmp_path)
+    # An unknown kind: the installed child answers with its usage line and exit status 2.
+    with pytest.raises(RuntimeError, match="exit 2") as err:
+        runs.run_child("no-such-kind", {})
+    assert "usage: python -m bench.perf" in str(err.value)
+    assert "current directory" not in str(err.value)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
@@ -240,7 +254,7 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     (path,) = (tmp_path / "perf").glob("perf-*.parquet")
     assert f"perf table: {path.resolve()}" in out
     assert not (tmp_path / "results").exists()  # --results is only read (copied) for the re-run
-    df = perf.read_table(path)
+    df = table.read_table(path)
     value = dict(zip(df["measure"], df["value"]))
     images = dict(zip(df["measure"], df["images"]))
     assert list(df["measure"]) == [
@@ -256,7 +270,7 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     n_train = min(3 * synthetic_task.recipe.batch_size, len(build_task_data(synthetic_task, 0).train))
     train = [m for m in value if m.startswith("train_")]
     assert {images[m] for m in train} == {n_train}
-    n_eval = perf.eval_images(build_task_data(synthetic_task, 0))
+    n_eval = pipelines.eval_images(build_task_data(synthetic_task, 0))
     assert {images[m] for m in value if m.startswith("eval_")} == {n_eval}
     assert value["train_limit"] == max(value["train_limit_nchw"], value["train_limit_channels_last"])
     assert cpu["train_limit"] == max(cpu["train_limit_nchw"], cpu["train_limit_channels_last"])
@@ -278,7 +292,9 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     assert value["peak_rss"] > 0 and value["cached_rerun"] > 0
     assert images["cached_rerun"] == 2  # original + the oracle row of one seed
     assert (df["unit"] == "images/s").sum() == 10
-    assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1} and set(df["workers"]) == {1}
+    (label,) = set(df["device"])
+    assert parse_device_label(label) == CpuSetting(1, torch.backends.cpu.get_cpu_capability())  # as result rows say it
+    assert set(df["threads"]) == {1} and set(df["workers"]) == {1}
     assert set(df["torch_version"]) == {torch.__version__} and set(df["repeats"]) == {2}
     assert df["load_avg_1m"].notna().all()
     assert df.loc[df["measure"] == "ratio_train_ours_limit", "goal"].item() == ">= 0.9"
