@@ -29,7 +29,7 @@ measure                        unit      what
 ``ratio_train_ours_ref``       ratio     train_ours / the faster reference pipeline (goal >= 1.5
                                          on Fashion-MNIST tasks)
 ``run_wall``                   s         one method run through the runner's per-run path
-                                         (:func:`bench.runner.run_method` + writing its file)
+                                         (:func:`bench.run.evaluate.run_method` + writing its file)
 ``run_method``                 s         the method's own ``runtime_seconds`` inside that run
 ``group_setup``                s         per (task, seed) work shared by all methods of a suite:
                                          splits, cached references, the oracle's logits
@@ -519,7 +519,7 @@ def peak_rss_bytes() -> int:
 def one_run(task: Task, method: str, *, device: str, cache: str, data_root: str | None, seed: int = 0) -> dict[str, Any]:
     """One method run as the runner does it, timed: the group set-up (splits, references from the
     cache — trained first if absent —, the oracle's logits, surrogate data), then the per-run
-    path (:func:`bench.runner.run_method` and the atomic write of its rows). Returns seconds and
+    path (:func:`bench.run.evaluate.run_method` and the atomic write of its rows). Returns seconds and
     this process's peak resident set."""
     from bench.data import surrogate_split
     from bench.env import default_cache_dir
@@ -527,7 +527,8 @@ def one_run(task: Task, method: str, *, device: str, cache: str, data_root: str 
     from bench.registry import get_method
     from bench.results import canonical_json, write_run
     from bench.group import split_logits
-    from bench.runner import RunSpec, run_method
+    from bench.run.evaluate import run_method
+    from bench.run.plan import RunSpec
 
     dev = resolve_device(device)
     cache_dir = Path(cache) if cache else default_cache_dir()
@@ -623,7 +624,7 @@ def complete_methods(results: Path, tasks: Sequence[Task], seeds: Sequence[int],
     """Registered methods whose every run of ``tasks`` × ``seeds`` (and the oracle rows) is stored."""
     from bench.registry import list_methods
     from bench.results import stored_runs
-    from bench.runner import make_plan, oracle_run_id
+    from bench.run.plan import make_plan, oracle_run_id
 
     stored = stored_runs(results)
     if not stored:

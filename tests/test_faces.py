@@ -24,7 +24,7 @@ from bench import cli
 from bench.data import HASH_MAX_DISTANCE, HASH_TIE_LEVELS, build_task_data, near_pairs, perceptual_hashes, reference_shuffle
 from bench.datasets import DataMissing, ImageDataset, load_dataset
 from bench.datasets import faces
-from bench.runner import make_plan
+from bench.run.plan import make_plan
 from bench.registry import list_methods
 from bench.tasks import SUITES, TASKS, ForgetRule, Recipe, Task, get_task
 
