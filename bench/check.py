@@ -467,7 +467,8 @@ def check(
     import torch
 
     from bench.results import read_store
-    from bench.runner import DEFAULT_SEEDS, run
+    from bench.run.driver import run
+    from bench.run.plan import DEFAULT_SEEDS
     from bench.tasks import get_suite, get_task
 
     base = baseline if isinstance(baseline, pd.DataFrame) else load_baseline(baseline)

@@ -26,7 +26,7 @@ def split_names(text: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import run
+    from bench.run.driver import run
 
     if args.threads:
         import torch

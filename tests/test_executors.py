@@ -1,5 +1,6 @@
 """Executors: the same plan gives the same rows in-process, in a process pool and under Ray; a
-failing run is recorded while the rest complete; an interrupted plan resumes without duplicates."""
+failing run is recorded while the rest complete; an interrupted plan resumes without duplicates;
+every executor resolves a job's dependencies itself and reports a dead worker as LostWorker."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import pytest
 
 import bench
 from bench.results import read_store, stored_runs
+from bench.run.executors import LocalExecutor, LostWorker, ProcessExecutor
 
 TIMINGS = {"runtime_seconds", "speedup"}
 TESTS_DIR = Path(__file__).parent
@@ -133,3 +135,42 @@ def test_local_executor_stores_each_run_before_the_next_starts(synthetic_task, t
     stored = read_store(results)
     assert set(stored["method"]) == {"oracle", "finetune", "neggrad"}
     assert set(stored["status"]) == {"ok"}
+
+
+def _fail() -> None:
+    raise ValueError("deliberate")
+
+
+def test_local_executor_resolves_dependencies_and_passes_their_failure_on() -> None:
+    pool = LocalExecutor()
+    a, broken = pool.submit(int, ("2",)), pool.submit(_fail, ())
+    total = pool.submit(lambda x, y: x * y, (3,), [a])
+    doomed = pool.submit(lambda x: x, (), [broken])
+    assert pool.wait([total]) == [total] and pool.result(total) == 6  # ran its dependency first
+    assert pool.wait([broken, doomed]) == [broken]
+    assert pool.wait([doomed]) == [doomed]
+    with pytest.raises(ValueError, match="deliberate") as caught:
+        pool.result(doomed)
+    assert caught.value is broken.exception()
+
+
+def test_process_executor_holds_a_job_until_its_dependencies_are_done_and_reports_a_dead_worker() -> None:
+    pool = ProcessExecutor(jobs=1)
+    try:
+        a = pool.submit(abs, (-4,))
+        total = pool.submit(divmod, (), [a, a])
+        handles = [a, total]
+        while handles:
+            handles = [h for h in handles if h not in pool.wait(handles)]
+        assert pool.result(total) == (1, 0)
+        dead = pool.submit(os._exit, (1,))
+        after = pool.submit(abs, (), [dead])
+        pool.wait([dead])
+        with pytest.raises(LostWorker, match="BrokenProcessPool"):
+            pool.result(dead)
+        pool.wait([after])
+        with pytest.raises(LostWorker):
+            pool.result(after)
+        assert pool.lost_worker_stops_plan and not LocalExecutor.lost_worker_stops_plan
+    finally:
+        pool.shutdown(cancel=True)

@@ -24,7 +24,7 @@ from bench import cli
 from bench.leakage import HASH_MAX_DISTANCE, HASH_TIE_LEVELS, format_audit, near_pairs, perceptual_hashes
 from bench.datasets import DataMissing, ImageDataset, load_dataset
 from bench.datasets import faces
-from bench.runner import make_plan
+from bench.run.plan import make_plan
 from bench.registry import list_methods
 from bench.splits import build_task_data, reference_shuffle
 from bench.tasks import SUITES, TASKS, ForgetRule, Recipe, Task, get_task

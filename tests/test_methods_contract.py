@@ -23,14 +23,15 @@ import pytest
 import torch
 from torch import nn
 
-from bench import runner
+from bench.run import evaluate
+from bench.run.plan import RunSpec
 from bench.data import MethodData, Split, TaskData, method_view, seed_stream, surrogate_split
+from bench.splits import build_task_data
 from bench.metrics import SplitLogits
 from bench.models import state_hash
 from bench.references import References, get_references, model_factory
 from bench.registry import DATA_KINDS, MethodSpec, get_method, list_methods
 from bench.results import canonical_json
-from bench.splits import build_task_data
 from bench.tasks import Task
 from bench.train import predict_logits
 
@@ -159,7 +160,7 @@ def test_method_contract(name: str, kind: str, contexts: dict[str, Context]) -> 
 @pytest.mark.parametrize("name, kind", CASES)
 def test_runner_hands_only_declared_data(name: str, kind: str, contexts: dict[str, Context],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through ``runner.run_method`` (surrogate images offered even when undeclared), a spy in the
+    """Through ``bench.run.evaluate.run_method`` (surrogate images offered even when undeclared), a spy in the
     method's place records what it is given; metrics are stubbed out, this is about the data."""
     ctx = contexts[kind]
     spec = get_method(name)
@@ -170,10 +171,10 @@ def test_runner_hands_only_declared_data(name: str, kind: str, contexts: dict[st
         seen.update(data=data, hp=kwargs, device=device)
         return model
 
-    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: {"stub": (0.0, 1)})
-    run = runner.RunSpec(ctx.task, spec.name, spec.version, canonical_json(hp), SEED)
+    monkeypatch.setattr(evaluate, "model_metrics", lambda *a, **k: {"stub": (0.0, 1)})
+    run = RunSpec(ctx.task, spec.name, spec.version, canonical_json(hp), SEED)
     oracle_forget = SplitLogits(predict_logits(ctx.refs.oracle.model, ctx.td.forget, device=CPU), ctx.td.forget.y)
-    rows = runner.run_method(dataclasses.replace(spec, fn=spy), run, ctx.td, ctx.refs, oracle_forget, CPU, ctx.surrogate)
+    rows = evaluate.run_method(dataclasses.replace(spec, fn=spy), run, ctx.td, ctx.refs, oracle_forget, CPU, ctx.surrogate)
     assert [r["status"] for r in rows] == ["ok"], rows[0].get("error")
     assert rows[0]["data_used"] == (",".join(spec.uses) or "none")
     check_view(spec, hp, seen["data"], ctx)

@@ -24,7 +24,7 @@ from bench.results import (
     stored_runs,
     write_run,
 )
-from bench.runner import make_plan
+from bench.run.plan import make_plan
 from bench.tasks import ForgetRule, Recipe, Task
 
 METRICS = [("forget_accuracy", 0.125, 36), ("retain_accuracy", 1.0, 108), ("runtime_seconds", 0.0123456789012345, 1)]

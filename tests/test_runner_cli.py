@@ -6,6 +6,8 @@ registered under unique names inside the test that needs them and removed in a `
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,8 @@ from bench.models import state_hash
 from bench.references import get_references
 from bench.report import GENERATED_HEADER
 from bench.results import read_store, stored_runs
-from bench.runner import Throughput, estimate_group, make_plan, runtime_ratios
+from bench.run.estimate import Throughput, estimate_group, runtime_ratios
+from bench.run.plan import make_plan
 from bench.splits import build_task_data
 from bench.tasks import TASKS, Task, list_tasks
 
@@ -230,6 +233,14 @@ def test_good_hyperparameter_override_is_stored(synthetic_task: Task, reference_
 
 def cli_dirs(root: Path, cache: Path) -> list[str]:
     return ["--results", str(root / "results"), "--out", str(root / "lb"), "--cache", str(cache), "--no-progress"]
+
+
+def test_public_api_is_lazy_and_bench_run_stays_callable() -> None:
+    """``import bench.registry`` pays for neither torch nor the runner; ``bench.run`` is callable
+    even once a module of the ``bench.run`` package is imported."""
+    script = ("import sys, bench.registry; assert 'torch' not in sys.modules, 'torch imported'; "
+              "import bench.run.plan, bench; assert callable(bench.run) and bench.run.run is bench.run.driver.run")
+    subprocess.run([sys.executable, "-c", script], check=True)
 
 
 def test_ls_tasks(capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ measure                        unit      what
 ``ratio_train_ours_ref``       ratio     train_ours / the faster reference pipeline (goal >= 1.5
                                          on Fashion-MNIST tasks)
 ``run_wall``                   s         one method run through the runner's per-run path
-                                         (:func:`bench.runner.run_method` + writing its file)
+                                         (:func:`bench.run.evaluate.run_method` + writing its file)
 ``run_method``                 s         the method's own ``runtime_seconds`` inside that run
 ``group_setup``                s         per (task, seed) work shared by all methods of a suite:
                                          splits, cached references, the oracle's logits

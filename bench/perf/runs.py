@@ -34,7 +34,9 @@ from bench.results import canonical_json, stored_runs, write_run
 from bench.tasks import SUITES, TASKS, ForgetRule, Recipe, Task, get_suite, get_task, register_task
 
 # Every name bench perf takes from the runner, in one place. ``run`` is the public ``bench.run``.
-from bench.runner import RunSpec, make_plan, oracle_run_id, run, run_method
+from bench.run.driver import run
+from bench.run.evaluate import run_method
+from bench.run.plan import RunSpec, make_plan, oracle_run_id
 
 #: How the child interpreter finds ``bench``: ``-P`` (Python 3.11+, "safe path") leaves the current
 #: directory off ``sys.path``, so a ``bench/`` folder there cannot shadow the installed package the
