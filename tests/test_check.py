@@ -18,15 +18,13 @@ from bench.check import (
     NOT_COMPARED,
     check,
     compare,
-    format_leaderboard_diff,
     hp_changes,
-    leaderboard_diff,
     load_baseline,
     parse_tolerances,
 )
 from bench.cli import main
 from bench.env import parse_device_label
-from bench.report import GENERATED_HEADER, write_report
+from bench.report import GENERATED_HEADER, format_leaderboard_diff, leaderboard_diff, write_report
 from bench.results import COLUMNS, read_store, write_run
 from bench.tasks import TASKS, Task
 
