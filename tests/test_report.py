@@ -596,3 +596,29 @@ def test_trade_off_zooms_on_entries_crowding_the_oracle() -> None:
     assert plots.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "outlier", "original")})) is None
     assert plots.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "c")})) is None
     assert plots.zoom_box(_points({k: v for k, v in crowded.items() if k != "oracle"})) is None
+
+
+@pytest.mark.parametrize("direction", [math.inf, -math.inf])
+def test_plot_bytes_do_not_depend_on_the_last_bit_of_the_log_axis(monkeypatch, direction) -> None:
+    """numpy's log10 and power differ in the last bit between CPUs (AVX2 vs. AVX-512 kernels); the
+    runtime plot's log axis must not carry that into the SVG (its clip-path ids hash the layout)."""
+    import matplotlib.scale
+
+    values = {method: dict(metrics) for method, metrics in CLASS_VALUES.items()}
+    # runtimes for which the one-ulp nudge moved the clip-path ids of the plot before the fix
+    values["oracle"]["runtime_seconds"] = [29.5, 47.1, 41.7]
+    values["finetune"]["runtime_seconds"] = [0.3, 8.6, 0.6]
+    values["neggrad"]["runtime_seconds"] = [7.4, 2.0]
+    df = pd.DataFrame(rows_of(CLASS_TASK, values))
+    before = {k: v for k, v in render_report(df).items() if k.endswith(".svg")}
+    for cls in (matplotlib.scale.LogTransform, matplotlib.scale.InvertedLogTransform):
+        def nudged(self, values, _f=cls.transform_non_affine):
+            out = np.array(_f(self, values), dtype="float64")
+            finite = np.isfinite(out)
+            out[finite] = np.nextafter(out[finite], direction)  # one ulp off, as another CPU's kernels
+            return out
+
+        monkeypatch.setattr(cls, "transform_non_affine", nudged)
+    after = {k: v for k, v in render_report(df).items() if k.endswith(".svg")}
+    assert sorted(after) == sorted(before) and f"plots/{CLASS_TASK}-runtime.svg" in after
+    assert [k for k in before if before[k] != after[k]] == []

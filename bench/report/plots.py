@@ -6,6 +6,7 @@ runtime against the oracle's training time (log axis).
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,17 @@ PALETTE = (
 RUNTIME_FLOOR = 1e-3  # seconds; shorter runtimes are drawn at this value on the log axis
 
 
+def decade_below(x: float) -> float:
+    """The largest power of ten ≤ ``x`` (x > 0 and finite): 10^⌊log10 x⌋, with the exponent read
+    exactly from the decimal expansion of ``x`` rather than from a libm/SIMD logarithm, whose last
+    bit differs between machines.
+
+    >>> decade_below(0.0123), decade_below(1e-3), decade_below(999.9)
+    (0.01, 0.001, 100.0)
+    """
+    return float(f"1e{Decimal(x).adjusted()}")
+
+
 def forgetting_metric(task: str) -> str:
     """The forgetting axis of the trade-off plot: ``forget_accuracy`` for class removal (and
     unregistered tasks); ``mia_efficacy`` for random and identity forgetting, where the forget
@@ -47,8 +59,20 @@ def forgetting_metric(task: str) -> str:
     return "forget_accuracy" if kind == "classes" else "mia_efficacy"
 
 
+#: Decimals (of the figure's width and height) the axes positions that the constrained layout
+#: finds are rounded to before the SVG is written (see :func:`figure_svg`).
+LAYOUT_DECIMALS = 4
+
+
 def figure_svg(draw, *, height: float = 4.8) -> str:
-    """Run ``draw(fig)`` on a fresh 7.5-inch-wide figure under the fixed style and return the SVG text."""
+    """Run ``draw(fig)`` on a fresh 7.5-inch-wide figure under the fixed style and return the SVG text.
+
+    The constrained layout places the axes from text extents and tick positions, and those pass
+    through the axis transforms (a log axis: numpy's log10 and power, whose last bit differs between
+    CPUs, AVX2 vs. AVX-512). The SVG writer names each clip path by a hash of its rectangle at full
+    precision, so one bit of layout noise would change the ids of the file. The layout is therefore
+    run once, each axes' position rounded to :data:`LAYOUT_DECIMALS` decimals of the figure, and
+    the figure written with those fixed positions: the bytes depend on the results only."""
     import io
 
     import matplotlib
@@ -58,6 +82,10 @@ def figure_svg(draw, *, height: float = 4.8) -> str:
     with matplotlib.style.context("default"), matplotlib.rc_context(PLOT_RC):
         fig = Figure(figsize=(7.5, height), layout="constrained")
         draw(fig)
+        fig.draw_without_rendering()  # runs the constrained layout
+        fig.set_layout_engine("none")
+        for ax in fig.axes:
+            ax.set_position([round(v, LAYOUT_DECIMALS) for v in ax.get_position().bounds])
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata=SVG_METADATA)
     return buf.getvalue()
@@ -175,19 +203,23 @@ def plot_runtime(task: str, table: pd.DataFrame, values: pd.DataFrame) -> tuple[
     oracle_seconds = math.nan
     if ORACLE in runtime.index.get_level_values("entry"):
         oracle_seconds = float(runtime.xs(ORACLE, level="entry").mean())
-    clipped = False
+    per_seed = {e: runtime.xs(e, level="entry").dropna().to_numpy(dtype="float64") for e in entries}
+    clipped = any(bool((v < RUNTIME_FLOOR).any()) for v in per_seed.values())
+    shown = {e: np.maximum(v, RUNTIME_FLOOR) for e, v in per_seed.items()}
+    oracle_line = math.isfinite(oracle_seconds) and oracle_seconds > 0
+    # Bars start at a power of ten at or below everything drawn, not at 0: log(0) is drawn at a
+    # stand-in of -1000 decades whose display coordinate magnifies the last bit of the log
+    # transform (which differs between CPUs) into the layout, the clip box and its SVG id.
+    base = decade_below(min([float(v.min()) for v in shown.values()] + ([oracle_seconds] if oracle_line else [])))
 
     def draw(fig) -> None:
-        nonlocal clipped
         ax = fig.add_subplot()
         for i, entry in enumerate(entries):
-            per_seed = runtime.xs(entry, level="entry").dropna().to_numpy(dtype="float64")
-            clipped |= bool((per_seed < RUNTIME_FLOOR).any())
-            v = np.maximum(per_seed, RUNTIME_FLOOR)
+            v = shown[entry]
             mean = float(v.mean())
-            ax.barh([i], [mean], color=PALETTE[i % len(PALETTE)], alpha=0.8)
+            ax.barh([i], [mean - base], left=base, color=PALETTE[i % len(PALETTE)], alpha=0.8)
             ax.errorbar([mean], [i], xerr=[[mean - v.min()], [v.max() - mean]], color="black", capsize=3, linestyle="none")
-        if math.isfinite(oracle_seconds) and oracle_seconds > 0:
+        if oracle_line:
             ax.axvline(oracle_seconds, color="black", linestyle="--", linewidth=1.2,
                        label=f"oracle training time ({oracle_seconds:.3g} s, mean over seeds)")
             ax.legend(loc="lower right", fontsize=7)
