@@ -5,6 +5,8 @@ registered method, seeds 0 1 2) into a temporary results folder and compare ever
 with the baseline, run by run, matched by (task, method, seed) — not by run id, so that a changed
 default hyperparameter (which changes the run id) is still compared and reported. (The other guard,
 ``bench report --check`` — is the leaderboard fresh? — is :func:`bench.report.leaderboard_diff`.)
+This module is longer than 300 lines for one idea: the re-run, the comparison and the likely-cause
+analysis share the run matching and the measured tolerances documented below.
 
 Tolerances. On CPU with the same library versions and the same number of threads every
 computation of the harness is deterministic (seeded data splits, seeded training, seeded attacks;

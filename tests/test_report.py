@@ -622,3 +622,27 @@ def test_plot_bytes_do_not_depend_on_the_last_bit_of_the_log_axis(monkeypatch, d
     after = {k: v for k, v in render_report(df).items() if k.endswith(".svg")}
     assert sorted(after) == sorted(before) and f"plots/{CLASS_TASK}-runtime.svg" in after
     assert [k for k in before if before[k] != after[k]] == []
+
+
+TABLE_ROWS = [["a|b", "0.500 ± 0.010", "Δ 0.1"], ["multi\nline", "n/a", "≈ p 0.42"]]
+
+
+def test_markdown_tables_are_aligned_escaped_and_padded() -> None:
+    text = cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1})
+    header, align, *body = text.splitlines()
+    assert [c.strip() for c in header.strip("|").split("|")] == ["method", "tow ↑", "gap"]
+    assert [c.strip()[0] + c.strip()[-1] for c in align.strip("|").split("|")] == [":-", "-:", ":-"]
+    assert "a\\|b" in body[0] and "multi line" in body[1] and "0.500 ± 0.010" in body[0]  # text, not parsed numbers
+    assert len({len(line) for line in text.splitlines()}) == 1  # padded to equal widths
+
+
+def test_markdown_tables_do_not_depend_on_wcwidth(monkeypatch) -> None:
+    """tabulate measures cells with wcwidth when that (optional) package is installed; our symbols
+    (± Δ ≈ ↑ ↓ – ×) are one column wide either way, so the leaderboard's bytes must not change."""
+    pytest.importorskip("wcwidth")
+    import tabulate
+
+    monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", True)
+    wide = cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1})
+    monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", False)
+    assert cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1}) == wide

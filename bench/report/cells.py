@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from tabulate import tabulate
 
 from bench.metrics import METRICS, metric_goal
 
@@ -108,8 +109,8 @@ def cell(text: object) -> str:
 
 
 def md_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
-    right = right or set()
-    align = ["---:" if i in right else "---" for i in range(len(headers))]
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A markdown table (tabulate's ``pipe`` format; cells taken as text, no number parsing); the
+    columns whose index is in ``right`` are right-aligned, the others left-aligned."""
+    align = ["right" if i in (right or set()) else "left" for i in range(len(headers))]
+    return tabulate([[cell(c) for c in row] for row in rows], headers=[cell(h) for h in headers],
+                    tablefmt="pipe", colalign=align, disable_numparse=True)
