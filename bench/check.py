@@ -1,14 +1,12 @@
-"""Guards for the published numbers: is the leaderboard fresh, and do the results still reproduce?
+"""The regression guard of the published numbers: do the results still reproduce?
 
-Two checks, both run by CI:
-
-* :func:`leaderboard_diff` (``bench report --check``): regenerate the leaderboard in memory from
-  the results store and compare it, file by file, with what is on disk. Any difference — a stale
-  page, a hand edit, a missing or a left-over generated file — is reported as a unified diff.
-* :func:`check` (``bench check --baseline``): re-run a suite (by default the digits suite, every
-  registered method, seeds 0 1 2) into a temporary results folder and compare every stored metric
-  with the baseline, run by run, matched by (task, method, seed) — not by run id, so that a changed
-  default hyperparameter (which changes the run id) is still compared and reported.
+:func:`check` (``bench check --baseline``): re-run a suite (by default the digits suite, every
+registered method, seeds 0 1 2) into a temporary results folder and compare every stored metric
+with the baseline, run by run, matched by (task, method, seed) — not by run id, so that a changed
+default hyperparameter (which changes the run id) is still compared and reported. (The other guard,
+``bench report --check`` — is the leaderboard fresh? — is :func:`bench.report.leaderboard_diff`.)
+This module is longer than 300 lines for one idea: the re-run, the comparison and the likely-cause
+analysis share the run matching and the measured tolerances documented below.
 
 Tolerances. On CPU with the same library versions and the same number of threads every
 computation of the harness is deterministic (seeded data splits, seeded training, seeded attacks;
@@ -41,7 +39,6 @@ version — a bit-identical model (same ``model_hash``) with moved metrics point
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import tempfile
@@ -73,93 +70,6 @@ CROSS_ISA_TOLERANCES: dict[str, float] = {
 #: Below this |Δ| (and with nothing else differing) a moved number is most likely floating-point
 #: summation order (thread count), which the message then says.
 FLOAT_ORDER_DELTA = 1e-3
-#: Lines of unified diff shown per file before the rest is counted.
-DIFF_LINES = {"md": 120, "svg": 20}
-
-
-# ---------------------------------------------------------------------------------------------
-# bench report --check
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileDiff:
-    """One generated file that differs between the regenerated leaderboard and the disk."""
-
-    name: str
-    kind: str  # "missing" (not on disk), "extra" (on disk, not generated), "differs"
-    diff: str = ""  # unified diff (on disk → regenerated), possibly shortened
-
-
-def leaderboard_diff(df: pd.DataFrame, out_dir: str | Path, *, claims: Any = None, plots: bool = True) -> list[FileDiff]:
-    """Compare :func:`bench.report.render_report` of ``df`` with the generated files in
-    ``out_dir`` (:func:`bench.report.generated_files`); empty when the leaderboard is fresh."""
-    from bench.report import generated_files, render_report
-
-    out = Path(out_dir)
-    rendered = render_report(df, claims=claims, plots=plots)
-    on_disk = set(generated_files(out))
-    diffs = []
-    for name in sorted(set(rendered) | on_disk):
-        if name not in on_disk:
-            diffs.append(FileDiff(name, "missing"))
-            continue
-        if name not in rendered:
-            diffs.append(FileDiff(name, "extra"))
-            continue
-        raw = (out / name).read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            diffs.append(FileDiff(name, "differs", "  (the file on disk is not UTF-8 text)"))
-            continue
-        if text != rendered[name]:
-            diffs.append(FileDiff(name, "differs", unified(text, rendered[name], f"{out / name}")))
-    return diffs
-
-
-def unified(old: str, new: str, path: str) -> str:
-    """A unified diff (3 lines of context) of ``old`` (disk) → ``new`` (regenerated), shortened
-    to :data:`DIFF_LINES` lines for the file's kind; line-ending differences are spelled out."""
-    lines = list(difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True),
-        fromfile=f"{path} (on disk)", tofile=f"{path} (regenerated from the results)",
-    ))
-    if not lines:  # only line endings or a missing final newline differ
-        return "  (only line endings differ: the generated files use \\n line endings)"
-    lines = [ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines]
-    lines = [ln.replace("\r", "\\r") for ln in lines]
-    limit = DIFF_LINES["svg" if path.endswith(".svg") else "md"]
-    shown = "".join(lines[:limit])
-    if len(lines) > limit:
-        shown += f"... ({len(lines) - limit} more diff lines)\n"
-    return shown.rstrip("\n")
-
-
-def format_leaderboard_diff(diffs: Sequence[FileDiff], results: str | Path, out: str | Path) -> str:
-    """The message of a failed ``bench report --check``: what differs, the diffs, what to do."""
-    if not diffs:
-        return f"leaderboard {out} is up to date with {results}"
-    lines = [f"leaderboard {out} is not what `bench report` generates from {results}: "
-             f"{len(diffs)} file(s) differ (stale, or edited by hand)"]
-    for d in diffs:
-        if d.kind == "missing":
-            lines.append(f"- missing: {d.name} (generated from the results, not on disk)")
-        elif d.kind == "extra":
-            lines.append(f"- extra: {d.name} (a generated file on disk that the results no longer produce)")
-        else:
-            lines.append(f"- differs: {d.name}")
-    for d in diffs:
-        if d.diff:
-            lines += ["", d.diff]
-    if any(d.name.endswith(".svg") for d in diffs) and all(d.name.endswith(".svg") for d in diffs if d.kind == "differs"):
-        import matplotlib
-
-        lines += ["", f"Only plots differ: the plots are regenerated with matplotlib {matplotlib.__version__}; a "
-                  "different matplotlib version draws different bytes."]
-    lines += ["", f"Regenerate it with `bench report --results {results} --out {out}` and commit {out}/ "
-              "(never edit generated files by hand)."]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.results import read_store
 
     if args.check:  # regenerate in memory, compare with the files on disk, write nothing
-        from bench.check import format_leaderboard_diff, leaderboard_diff
+        from bench.report import format_leaderboard_diff, leaderboard_diff
 
         diffs = leaderboard_diff(read_store(args.results), args.out)
         print(format_leaderboard_diff(diffs, args.results, args.out), file=sys.stderr if diffs else sys.stdout)

@@ -3,8 +3,12 @@
 Logits are collected once per model per split (:class:`Evaluation`); every metric reads them and
 returns ``(value, n)`` — the raw float and the number of examples it was computed on. Each entry
 declares its goal: ``max``, ``min`` or ``oracle`` (match the oracle's value; the reporter shows
-|value − oracle| per seed). Composite scores that need the oracle's *metric values*
-(``avg_gap``, ``tow``) are derived by the reporter from stored rows, never stored.
+|value − oracle| per seed).
+
+Composite scores (:data:`COMPOSITES`: ``avg_gap``, ``tow``) combine the per-seed gaps to the oracle
+of stored metrics. Each is one declaration here — its goal, the metrics it combines, its formula and
+the function that computes it; the reporter applies them to stored rows (they are never stored). A
+new composite score is one :func:`register_composite` here and nothing else.
 
 Splits: D_f forget, D_r retain, D_t test, D_ft the test images of the forgotten classes.
 """
@@ -14,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bench import mia
 from bench.registry import Registry
+from bench.results import ORIGINAL
 
 Goal = Literal["max", "min", "oracle"]
 
@@ -49,29 +55,60 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Metric:
+    """A stored metric. ``undefined_for``: methods whose value of it means nothing, shown on the
+    leaderboard as ``– (<undefined_why>)`` instead of a number (the original's speed-up: it does no
+    work, so its runtime is the time of a copy)."""
+
     name: str
     fn: Callable[[Evaluation], tuple[float, int]]
     goal: Goal
     description: str
     applies: Callable[[Evaluation], bool] = lambda ev: True
+    undefined_for: tuple[str, ...] = ()
+    undefined_why: str = ""
 
 
 @dataclass(frozen=True)
 class Composite:
-    """A score derived by the reporter from stored metric rows (not stored itself)."""
+    """A score computed per seed from the gaps g_m = |v_m − o_m| of the metrics ``of`` to the
+    oracle's value of the same seed; not stored. ``fn`` maps the gaps, an array [rows, len(of)] in
+    the order of ``of``, to one score per row; a NaN gap gives a NaN score. ``formula``: the
+    formula as the leaderboard prints it."""
 
     name: str
     goal: Goal
     description: str
+    of: tuple[str, ...]
+    formula: str
+    fn: Callable[[np.ndarray], np.ndarray]
 
 
 METRICS: Registry[Metric] = Registry("metric")
 COMPOSITES: Registry[Composite] = Registry("composite score")
 
 
-def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None):
+def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None,
+                    *, undefined_for: tuple[str, ...] = (), undefined_why: str = ""):
+    if bool(undefined_for) != bool(undefined_why):
+        raise ValueError(f"metric {name!r}: give undefined_for and undefined_why together (the methods, and why)")
+
     def wrap(fn: Callable[[Evaluation], tuple[float, int]]):
-        METRICS.register(name, Metric(name, fn, goal, description, applies or (lambda ev: True)))
+        METRICS.register(name, Metric(name, fn, goal, description, applies or (lambda ev: True),
+                                      undefined_for, undefined_why))
+        return fn
+
+    return wrap
+
+
+def register_composite(name: str, goal: Goal, description: str, *, of: tuple[str, ...], formula: str):
+    """Register ``fn(gaps) -> scores`` as the composite score ``name`` (see :class:`Composite`);
+    every metric in ``of`` must be a registered metric whose goal is ``oracle``."""
+    def wrap(fn: Callable[[np.ndarray], np.ndarray]):
+        wrong = [m for m in of if m not in METRICS or METRICS.get(m).goal != "oracle"]
+        if wrong:
+            raise ValueError(f"composite {name!r} combines gaps to the oracle, but {wrong} are not registered "
+                             "metrics with goal 'oracle'; register them first (above) or fix `of`")
+        COMPOSITES.register(name, Composite(name, goal, description, of, formula, fn))
         return fn
 
     return wrap
@@ -129,7 +166,8 @@ def runtime_seconds(ev: Evaluation) -> tuple[float, int]:
     return float(ev.runtime_seconds), 1
 
 
-@register_metric("speedup", "max", "oracle training time / runtime_seconds (same device)")
+@register_metric("speedup", "max", "oracle training time / runtime_seconds (same device)",
+                 undefined_for=(ORIGINAL,), undefined_why="no work")
 def speedup(ev: Evaluation) -> tuple[float, int]:
     """speedup = t_oracle / t_method; inf when the method took no measurable time."""
     if ev.runtime_seconds <= 0:
@@ -191,14 +229,34 @@ def nomus(ev: Evaluation) -> tuple[float, int]:
     return 0.5 * acc + 0.5 * (1.0 - 2.0 * abs(attack - 0.5)), n
 
 
-COMPOSITES.register("avg_gap", Composite(
+@register_composite(
     "avg_gap", "min",
     "SalUn's Avg. Gap: mean |Δ to the oracle| of forget, retain, test accuracy and mia_efficacy, per seed, then averaged",
-))
-COMPOSITES.register("tow", Composite(
+    of=("forget_accuracy", "retain_accuracy", "test_accuracy", "mia_efficacy"),
+    formula="mean of |Δ to the oracle| of forget, retain, test accuracy and mia_efficacy",
+)
+def avg_gap(gaps: np.ndarray) -> np.ndarray:
+    """avg_gap_s = ¼ (|Δfa_s| + |Δra_s| + |Δta_s| + |Δmia_s|), Δ to the oracle of seed s (SalUn, Fan et al. 2024).
+
+    >>> avg_gap(np.array([[0.1, 0.0, 0.1, 0.2]]))
+    array([0.1])
+    """
+    return gaps.mean(axis=1)
+
+
+@register_composite(
     "tow", "max",
     "Tug-of-War: (1 − |Δ forget acc|)(1 − |Δ retain acc|)(1 − |Δ test acc|), Δ to the oracle of the same seed",
-))
+    of=("forget_accuracy", "retain_accuracy", "test_accuracy"),
+    formula="(1 − |Δ forget acc|)(1 − |Δ retain acc|)(1 − |Δ test acc|)",
+)
+def tow(gaps: np.ndarray) -> np.ndarray:
+    """tow_s = (1 − |Δfa_s|)(1 − |Δra_s|)(1 − |Δta_s|), Δ to the oracle of seed s (Tug-of-War, Zhao et al. 2024).
+
+    >>> tow(np.array([[0.5, 0.0, 0.5]]))
+    array([0.25])
+    """
+    return (1.0 - gaps).prod(axis=1)
 
 
 #: Metrics that spend their time in scikit-learn's libsvm, which releases the GIL. When torch has more
@@ -220,7 +278,11 @@ def compute_metrics(ev: Evaluation) -> dict[str, tuple[float, int]]:
         return {n: futures[n].result() for n in names}
 
 
-def metric_goal(name: str) -> Goal:
+def metric_goal(name: str) -> Goal | None:
+    """The declared goal of a stored metric or a composite score; ``None`` for a name in neither
+    registry (a metric the store holds but this version does not define: shown without a goal)."""
     if name in METRICS:
         return METRICS.get(name).goal
-    return COMPOSITES.get(name).goal
+    if name in COMPOSITES:
+        return COMPOSITES.get(name).goal
+    return None

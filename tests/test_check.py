@@ -18,15 +18,13 @@ from bench.check import (
     NOT_COMPARED,
     check,
     compare,
-    format_leaderboard_diff,
     hp_changes,
-    leaderboard_diff,
     load_baseline,
     parse_tolerances,
 )
 from bench.cli import main
 from bench.env import parse_device_label
-from bench.report import GENERATED_HEADER, write_report
+from bench.report import GENERATED_HEADER, format_leaderboard_diff, leaderboard_diff, write_report
 from bench.results import COLUMNS, read_store, write_run
 from bench.tasks import TASKS, Task
 
@@ -292,9 +290,9 @@ def test_hand_edit_fails_with_a_unified_diff(fresh: tuple[Path, Path], capsys: p
     results, out = fresh
     page = out / f"{TASK}.md"
     lines = page.read_text(encoding="utf-8").splitlines(keepends=True)
-    i = next(i for i, line in enumerate(lines) if line.startswith("| 1 | "))
+    i = next(i for i, line in enumerate(lines) if line.startswith("|") and line.split("|")[1].strip() == "1")
     first = lines[i].rstrip("\n")
-    lines[i] = first.replace("| 1 | ", "| 1 | (best!) ", 1) + "\n"
+    lines[i] = first.replace("| 1 ", "| 1 (best!) ", 1) + "\n"
     page.write_text("".join(lines), encoding="utf-8")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["report", "--check", "--results", str(results), "--out", str(out)]) == 1

@@ -11,9 +11,10 @@ import pytest
 
 from scipy import stats
 
-from bench import report
+from bench.report import cells, plots
+from bench.report.stats import paired_t_test
 from bench.claims import CLAIMS, Claim, validate_claims
-from bench.report import GENERATED_HEADER, aggregate, render_report, write_report
+from bench.report import GENERATED_HEADER, aggregate, generated_files, render_report, write_report
 
 CLASS_TASK = "digits-cnn-class"
 RANDOM_TASK = "digits-cnn-random10"
@@ -202,8 +203,8 @@ def test_number_formats():
     assert finetune[summary[0].index("speedup ↑")] == f"{np.mean([10.0, 11 / 1.5, 6.0]):.1f}× ± {np.std([10.0, 11 / 1.5, 6.0], ddof=1):.1f}"
     assert finetune[summary[0].index("retain_accuracy")] == "0.960 ± 0.010"
     assert finetune[summary[0].index("data used")] == "retain"
-    assert report.fixed(-1e-9, 3) == "0.000" and report.fixed(math.inf, 1) == "∞"
-    assert report.mean_std("test_accuracy", 0.5, math.nan) == "0.500"  # one seed: no ± part
+    assert cells.fixed(-1e-9, 3) == "0.000" and cells.fixed(math.inf, 1) == "∞"
+    assert cells.mean_std("test_accuracy", 0.5, math.nan) == "0.500"  # one seed: no ± part
 
 
 def test_failed_run_is_listed_with_the_first_line_of_its_error():
@@ -255,7 +256,7 @@ def test_write_report_removes_generated_files_it_no_longer_produces(tmp_path):
     write_report(store()[lambda d: d["task"] == CLASS_TASK], out)
     assert not (out / f"{RANDOM_TASK}.md").exists() and not (out / "plots" / f"{RANDOM_TASK}-tradeoff.svg").exists()
     assert (out / "notes.md").exists() and (out / f"{CLASS_TASK}.md").exists()
-    assert report.generated_files(out) == sorted(["index.md", f"{CLASS_TASK}.md", f"plots/{CLASS_TASK}-runtime.svg",
+    assert generated_files(out) == sorted(["index.md", f"{CLASS_TASK}.md", f"plots/{CLASS_TASK}-runtime.svg",
                                                   f"plots/{CLASS_TASK}-tradeoff.svg"])
 
 
@@ -359,7 +360,11 @@ def test_several_hyperparameter_sets_are_separate_entries():
 def test_max_goal_ranking_metric_ranks_descending(monkeypatch):
     extra = [row(CLASS_TASK, m, s, "nomus", v) for m, v in (("finetune", 0.7), ("neggrad", 0.6), ("oracle", 0.8))
              for s in SEEDS]
-    monkeypatch.setattr(report, "ranking_metric", lambda task: "nomus")
+    import dataclasses
+
+    from bench.tasks import TASKS
+
+    monkeypatch.setitem(TASKS._entries, CLASS_TASK, dataclasses.replace(TASKS.get(CLASS_TASK), primary_metric="nomus"))
     agg = aggregate(store(extra), CLASS_TASK)
     assert list(agg.index) == ["original", "oracle", "finetune", "neggrad"]
     summary = table_rows(render(store(extra))[f"{CLASS_TASK}.md"], "Summary")
@@ -413,12 +418,12 @@ def test_paired_test_between_adjacent_ranks_matches_scipy():
 
 def test_paired_test_degenerate_cases():
     a = pd.Series([0.125, 0.25, 0.375], index=[0, 1, 2])  # exact binary fractions: exact differences
-    assert report.paired_t_test(a, a) == (1.0, 3)  # identical on every seed
-    assert report.paired_t_test(a + 0.5, a) == (0.0, 3)  # the same difference on every seed
-    p, n = report.paired_t_test(a, pd.Series([0.5], index=[0]))
+    assert paired_t_test(a, a) == (1.0, 3)  # identical on every seed
+    assert paired_t_test(a + 0.5, a) == (0.0, 3)  # the same difference on every seed
+    p, n = paired_t_test(a, pd.Series([0.5], index=[0]))
     assert math.isnan(p) and n == 1  # one shared seed: untestable
     b = pd.Series([0.15, 0.18, 0.4], index=[0, 1, 2])
-    assert report.paired_t_test(a, b)[0] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert paired_t_test(a, b)[0] == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
 def test_noise_is_stated_on_the_task_page_and_the_index():
@@ -561,9 +566,9 @@ def test_the_originals_speedup_is_not_shown():
 
 def test_every_method_of_a_full_table_gets_its_own_colour() -> None:
     n = 18  # the registry has 14 methods; room to grow before a colour repeats
-    colours = [report.style_of(i, f"method{i}")["color"] for i in range(n)]
+    colours = [plots.style_of(i, f"method{i}")["color"] for i in range(n)]
     assert len(set(colours)) == n
-    reserved = {report.style_of(0, "original")["color"], report.style_of(0, "oracle")["color"]}
+    reserved = {plots.style_of(0, "original")["color"], plots.style_of(0, "oracle")["color"]}
     assert not reserved & set(colours)
     import matplotlib.colors
 
@@ -579,7 +584,7 @@ def _points(rows: dict[str, tuple[float, float]]) -> pd.DataFrame:
 def test_trade_off_zooms_on_entries_crowding_the_oracle() -> None:
     crowded = {"oracle": (0.92, 0.0), "a": (0.915, 0.0), "b": (0.921, 0.002), "c": (0.918, 0.0),
                "outlier": (0.12, 0.0), "original": (0.91, 0.9)}
-    x0, x1, y0, y1 = report.zoom_box(_points(crowded))
+    x0, x1, y0, y1 = plots.zoom_box(_points(crowded))
     for name in ("oracle", "a", "b", "c"):
         x, y = crowded[name]
         assert x0 < x < x1 and y0 < y < y1
@@ -588,6 +593,56 @@ def test_trade_off_zooms_on_entries_crowding_the_oracle() -> None:
         assert not (x0 < x < x1 and y0 < y < y1)
     assert x1 - x0 < 0.02 and y1 - y0 < 0.01
     # too few entries near the oracle, everything near it, or no oracle: no zoom
-    assert report.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "outlier", "original")})) is None
-    assert report.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "c")})) is None
-    assert report.zoom_box(_points({k: v for k, v in crowded.items() if k != "oracle"})) is None
+    assert plots.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "outlier", "original")})) is None
+    assert plots.zoom_box(_points({k: crowded[k] for k in ("oracle", "a", "b", "c")})) is None
+    assert plots.zoom_box(_points({k: v for k, v in crowded.items() if k != "oracle"})) is None
+
+
+@pytest.mark.parametrize("direction", [math.inf, -math.inf])
+def test_plot_bytes_do_not_depend_on_the_last_bit_of_the_log_axis(monkeypatch, direction) -> None:
+    """numpy's log10 and power differ in the last bit between CPUs (AVX2 vs. AVX-512 kernels); the
+    runtime plot's log axis must not carry that into the SVG (its clip-path ids hash the layout)."""
+    import matplotlib.scale
+
+    values = {method: dict(metrics) for method, metrics in CLASS_VALUES.items()}
+    # runtimes for which the one-ulp nudge moved the clip-path ids of the plot before the fix
+    values["oracle"]["runtime_seconds"] = [29.5, 47.1, 41.7]
+    values["finetune"]["runtime_seconds"] = [0.3, 8.6, 0.6]
+    values["neggrad"]["runtime_seconds"] = [7.4, 2.0]
+    df = pd.DataFrame(rows_of(CLASS_TASK, values))
+    before = {k: v for k, v in render_report(df).items() if k.endswith(".svg")}
+    for cls in (matplotlib.scale.LogTransform, matplotlib.scale.InvertedLogTransform):
+        def nudged(self, values, _f=cls.transform_non_affine):
+            out = np.array(_f(self, values), dtype="float64")
+            finite = np.isfinite(out)
+            out[finite] = np.nextafter(out[finite], direction)  # one ulp off, as another CPU's kernels
+            return out
+
+        monkeypatch.setattr(cls, "transform_non_affine", nudged)
+    after = {k: v for k, v in render_report(df).items() if k.endswith(".svg")}
+    assert sorted(after) == sorted(before) and f"plots/{CLASS_TASK}-runtime.svg" in after
+    assert [k for k in before if before[k] != after[k]] == []
+
+
+TABLE_ROWS = [["a|b", "0.500 ± 0.010", "Δ 0.1"], ["multi\nline", "n/a", "≈ p 0.42"]]
+
+
+def test_markdown_tables_are_aligned_escaped_and_padded() -> None:
+    text = cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1})
+    header, align, *body = text.splitlines()
+    assert [c.strip() for c in header.strip("|").split("|")] == ["method", "tow ↑", "gap"]
+    assert [c.strip()[0] + c.strip()[-1] for c in align.strip("|").split("|")] == [":-", "-:", ":-"]
+    assert "a\\|b" in body[0] and "multi line" in body[1] and "0.500 ± 0.010" in body[0]  # text, not parsed numbers
+    assert len({len(line) for line in text.splitlines()}) == 1  # padded to equal widths
+
+
+def test_markdown_tables_do_not_depend_on_wcwidth(monkeypatch) -> None:
+    """tabulate measures cells with wcwidth when that (optional) package is installed; our symbols
+    (± Δ ≈ ↑ ↓ – ×) are one column wide either way, so the leaderboard's bytes must not change."""
+    pytest.importorskip("wcwidth")
+    import tabulate
+
+    monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", True)
+    wide = cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1})
+    monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", False)
+    assert cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1}) == wide
