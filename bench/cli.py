@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench.registry import UnknownName
+from bench.lookup import UnknownName
 
 
 def parse_hp(items: Sequence[str]) -> dict[str, str]:

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from bench.datasets import ImageDataset
-from bench.registry import ForgetKind
-from bench.tasks import Recipe, Task
+from bench.tasks import ForgetKind, Recipe, Task
 
 
 def seed_stream(seed: int, *purpose: str) -> int:

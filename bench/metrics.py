@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import mia
-from bench.registry import Registry
+from bench.lookup import Registry
 from bench.results import ORIGINAL
 
 Goal = Literal["max", "min", "oracle"]

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bench.registry import Registry
+from bench.lookup import Registry
 
 
 class Normalize(nn.Module):

@@ -1,83 +1,20 @@
-"""Name → object registries, and the ``@method`` decorator that fills the method registry.
-
-Every extension point of the benchmark (tasks, methods, metrics, models, datasets) is a
-:class:`Registry`. Registries fail loudly: asking for an unknown name raises :class:`UnknownName`
-listing the valid names and the closest match, in the manner of timm's ``create_model``.
+"""The method registry: the ``@method`` decorator, :class:`MethodSpec`, ``get_method`` and
+``list_methods`` (in the manner of timm's ``register_model`` / ``create_model``). Like every
+registry of the benchmark it is a :class:`bench.lookup.Registry`: an unknown name is an error that
+lists the valid ones and the closest match.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, Literal, TypeVar, get_args
+from typing import Any, Callable
 
-T = TypeVar("T")
+from bench.lookup import Registry, unknown_message
+from bench.tasks import FORGET_KINDS
 
 #: The data a method may declare. ``retain_fraction`` means "a per-class random fraction of the
 #: retain set", the fraction being the method's ``retain_fraction`` hyperparameter.
 DATA_KINDS = ("forget", "retain", "retain_fraction", "surrogate")
-
-#: What a task may forget (:class:`bench.tasks.ForgetRule`'s ``kind``) and a method may declare it
-#: applies to: whole ``classes``, a ``random`` fraction of the images, whole people
-#: (``identities``). The one declaration; :data:`FORGET_KINDS` is derived from it. It lives here,
-#: not in :mod:`bench.tasks`, because tasks imports :class:`Registry` from this module: the method
-#: registry (``applies_to``) could not read it there without an import cycle. A new kind is
-#: declared here and in ``ForgetRule``, and picks its images in :func:`bench.splits.forget_mask`.
-ForgetKind = Literal["classes", "random", "identities"]
-FORGET_KINDS: tuple[str, ...] = get_args(ForgetKind)
-
-
-class UnknownName(KeyError):
-    """An unknown registry key; the message lists the valid names and the closest match."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
-        return str(self.args[0])
-
-
-class Registry(Generic[T]):
-    """An ordered mapping from names to registered objects of one kind."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._entries: dict[str, T] = {}
-
-    def register(self, name: str, obj: T) -> T:
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = obj
-        return obj
-
-    def get(self, name: str) -> T:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownName(unknown_message(self.kind, name, list(self._entries))) from None
-
-    def names(self) -> list[str]:
-        return list(self._entries)
-
-    def items(self) -> list[tuple[str, T]]:
-        return list(self._entries.items())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def unknown_message(kind: str, name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(sorted(valid)) or '(none)'}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Methods
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ Face datasets (:mod:`bench.datasets.faces`) change three things:
 * **Leakage audit** (datasets with ``leakage_audit``), enforced between steps 1 and 2 and
   verified on the result (:mod:`bench.leakage`). The counts are in ``TaskData.audit``.
 
-A new forget kind is declared in :data:`bench.registry.ForgetKind` and
-:class:`bench.tasks.ForgetRule`, and picks its images in :func:`forget_mask`.
+A new forget kind is declared in :mod:`bench.tasks` (:data:`~bench.tasks.ForgetKind` and
+:class:`~bench.tasks.ForgetRule`) and picks its images in :func:`forget_mask`.
 """
 from __future__ import annotations
 

@@ -7,9 +7,17 @@ stored with every number (bump it whenever anything here would move a number).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
-from bench.registry import FORGET_KINDS, ForgetKind, Registry
+from bench.lookup import Registry, UnknownName, unknown_message
+
+#: What a task may forget (:class:`ForgetRule`'s ``kind``) and a method may declare it applies to
+#: (``@method(applies_to=...)``): whole ``classes``, a ``random`` fraction of the images, whole
+#: people (``identities``). The one declaration; :data:`FORGET_KINDS` is derived from it. A new
+#: kind is declared here (with its parameters in :class:`ForgetRule`) and picks its images in
+#: :func:`bench.splits.forget_mask`: two files.
+ForgetKind = Literal["classes", "random", "identities"]
+FORGET_KINDS: tuple[str, ...] = get_args(ForgetKind)
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,6 @@ def list_tasks() -> list[str]:
 
 def get_suite(name: str) -> tuple[str, ...]:
     if name not in SUITES:
-        from bench.registry import UnknownName, unknown_message
 
         raise UnknownName(unknown_message("suite", name, list(SUITES)))
     return SUITES[name]

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from bench.registry import Registry
+from bench.lookup import Registry
 
 
 class DataMissing(FileNotFoundError):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.registry import Registry
+from bench.lookup import Registry
 
 SurrogateFn = Callable[[tuple[int, int, int], int, torch.Generator, Path | None], torch.Tensor]
 SURROGATES: Registry[SurrogateFn] = Registry("surrogate source")

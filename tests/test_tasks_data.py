@@ -14,7 +14,9 @@ import torch
 
 from bench.data import Split, TaskData, generator, method_view, seed_stream, surrogate_split
 from bench.datasets import load_dataset
-from bench.registry import FORGET_KINDS, UnknownName, get_method, method
+from bench.lookup import UnknownName
+from bench.registry import get_method, method
+from bench.tasks import FORGET_KINDS
 from bench.splits import build_task_data
 from bench.tasks import ForgetRule, Recipe, Task, get_task, list_tasks
 

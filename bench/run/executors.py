@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from bench.registry import unknown_message
+from bench.lookup import unknown_message
 
 EXECUTORS = ("local", "processes", "ray")
 
