@@ -1,5 +1,8 @@
 """Membership-inference attacks used as unlearning metrics (see ``specs/metrics.md``).
 
+One idea, a little over 300 lines: the three attacks share their input checks, the seeded
+subsampling and the exact fast SVC prediction, which would otherwise be split across modules.
+
 Three attacks, each deterministic given the run seed (every random choice draws from
 :func:`bench.data.seed_stream` with purpose ``("mia", <purpose>)``):
 

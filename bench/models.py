@@ -1,5 +1,8 @@
 """Architectures, registered by name, all wrapped in one :class:`Classifier` shape.
 
+One idea over 300 lines: the architecture registry and its seven short entries (one function
+each, as in timm), which belong together.
+
 Every model the harness builds is ``Classifier(normalize, body, head)``:
 
 * ``normalize`` — the first layer: ``(x - mean) / std`` per channel, so images enter every
