@@ -93,6 +93,7 @@ from torch import nn
 from bench.data import MethodData, generator, to_float
 from bench.models import feature_head
 from bench.registry import method
+from bench.train import accuracy
 
 STATS_SOURCES = ("retain", "surrogate")
 PAPER = (
@@ -362,8 +363,7 @@ def scar(
         stop_below = target_accuracy
     else:
         draw_weight = balanced_draw_weights(teacher_sur.argmax(1), data.num_classes).cpu()
-        val_acc, _ = forget_accuracies(teacher, data.val.x, data.val.y, data.num_classes, device)
-        stop_below = val_acc - random_margin
+        stop_below = accuracy(teacher, data.val, device=device) - random_margin  # f_0 stays in eval mode
     weights = None  # random removal: per-class weights of the previous step (none before the first)
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
