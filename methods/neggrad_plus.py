@@ -50,8 +50,9 @@ def neggrad_plus(
     Departures from the references: deepunlearn adds an ``l2_penalty(model, model_init,
     weight_decay)`` pull towards the original inside the retain term, whose coefficient is 0 by
     default (so it is absent here), and runs the loop in eval mode; we train in train mode as RUM does (no architecture here has dropout or batch norm, so
-    the two agree). RUM cycles the forget loader with ``itertools.cycle``, which replays the first
-    shuffle of D_f in every cycle; we reshuffle D_f at each cycle.
+    the two agree). both references restart the forget loader each epoch and cycle it with
+    ``itertools.cycle``, which replays that epoch's first shuffle of D_f; we draw D_f as one
+    endless stream of fresh shuffles across epochs (every forget image is used equally often).
     """
     opt = make_optimizer(model.parameters(), optimizer="sgd", lr=lr, momentum=momentum, weight_decay=weight_decay)
     g = generator(data.seed, "neggrad_plus")
