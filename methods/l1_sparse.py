@@ -64,7 +64,7 @@ def l1_sparse(
     γ is a choice: the scripts leave it to the user (``--alpha``, whose argparse default 0.2
     belongs to influence unlearning, which shares the flag); 5·10⁻⁴ is the default of a public
     re-implementation of ``FT_l1``, and the paper's own CIFAR-10 value was not checked against
-    its text. With γ = 5·10⁻⁴ the penalty moves each weight by at most lr·γ per step.
+    its text. Its pull on each weight is lr·γ_e per step (before momentum).
 
     Departures from the reference: none in the computation. The reference's ``FT_iter`` keeps γ
     constant when ``unlearn_epochs == no_l1_epochs`` in one of its two branches and divides by
