@@ -1,6 +1,8 @@
 """Bad Teacher's own formulas: which teacher each row is distilled towards, and the loss value."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -41,3 +43,13 @@ def test_loss_vanishes_when_the_student_copies_the_row_teachers() -> None:
     # ... and not when it copies the original everywhere (the forget rows then differ).
     got = bad_teacher_loss(torch.tensor(GOOD), torch.tensor(GOOD), torch.tensor(BAD), torch.tensor(IS_FORGET), 1.0)
     assert float(got) > 0.1
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_reference_loss_is_ours_divided_by_the_number_of_classes(temperature: float) -> None:
+    """The reference ``UnlearnerLoss`` averages ``kl_div`` over rows × classes (fixtures README);
+    ours is the batch-mean KL, so the two differ by exactly the number of classes."""
+    gold = np.load(Path(__file__).parent / "fixtures" / "bad_teacher_golden.npz")
+    s, good, bad = (torch.from_numpy(gold[k]) for k in ("logits_student", "logits_good", "logits_bad"))
+    ours = bad_teacher_loss(s, good, bad, torch.from_numpy(gold["forget_flags"]), temperature)
+    assert float(ours) / s.shape[1] == pytest.approx(float(gold[f"bt_unlearner_loss_T{temperature:g}"]), rel=1e-10)

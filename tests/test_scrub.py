@@ -1,6 +1,8 @@
 """SCRUB's own formulas: the step schedule, the shared distillation KL, and the two losses."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,12 @@ def test_max_passes_run_on_forget_and_min_passes_on_retain(monkeypatch, syntheti
     f, r = td.forget.name, td.retain.name
     assert f != r
     assert calls == [("max", f, 7), ("min", r, 5), ("max", f, 7), ("min", r, 5), ("min", r, 5)]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_kl_terms_match_the_reference_distillkl(temperature: float) -> None:
+    """T²·KL_T equals the reference ``DistillKL(T)`` on fixed logits (fixtures README)."""
+    gold = np.load(Path(__file__).parent / "fixtures" / "scrub_golden.npz")
+    s, t = torch.from_numpy(gold["logits_student"]), torch.from_numpy(gold["logits_good"])
+    expected = float(gold[f"scrub_distillkl_T{temperature:g}"])
+    assert float(-max_loss(s, t, temperature)) == pytest.approx(expected, rel=1e-10)
