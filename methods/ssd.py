@@ -74,7 +74,9 @@ def ssd(
         dampen   θ_j ← β_j·θ_j,   β_j = min(λ·[]_{D, j} / []_{D_f, j}, 1)
 
     Algorithm: (1) I_f on D_f and (2) I_D on D_r followed by D_f (the reference's concatenation
-    order), each with :func:`importances` (batches of ``batch_size``, the model in eval mode);
+    order), each with :func:`importances` (batches of ``batch_size``, the model in eval mode; the
+    Fisher diagonal estimated as the reference does, from squared mini-batch-mean gradients of
+    the cross-entropy at the true labels, not per-example);
     (3) :func:`dampen` every parameter tensor (weights, biases; conv and linear alike). No
     gradient step, no optimizer; the retain set is read for I_D only. Defaults are the paper's
     for ResNet-18: α = 10 (``selection_weighting``), λ = 1 (``dampening_constant``), batch 64.
