@@ -1,9 +1,12 @@
 """MSG: the saliency mask (exactly 30% of each conv layer, the smallest |grad|), the Kaiming
-fan-out draw, the per-epoch schedule, and the accumulated retain-minus-forget gradient."""
+fan-out draw, the per-epoch schedule, the accumulated retain-minus-forget gradient, and the reference's own mask and rates
+(golden numbers in ``tests/fixtures/msg_golden.npz``)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,3 +60,17 @@ def test_saliency_is_retain_gradient_minus_forget_gradient() -> None:
     expected = grad_of(xr, yr) - grad_of(xf, yf)
     assert set(grads) == {"0"}
     assert torch.allclose(grads["0"], expected, atol=1e-6)
+
+
+GOLDEN = Path(__file__).parent / "fixtures" / "msg_golden.npz"
+
+
+def test_mask_and_schedule_match_the_reference_golden_numbers() -> None:
+    """``tests/fixtures/msg_golden.npz``: the reference's own re-init mask and LinearAnnealingLR rates."""
+    golden = np.load(GOLDEN)
+    for i in (0, 1):
+        mask = smallest_grad_mask(torch.from_numpy(golden[f"conv{i}_grad"]), 0.3)
+        assert np.array_equal(mask.numpy(), golden[f"conv{i}_grad_mask"] == 1.0)
+        assert set(np.unique(golden[f"conv{i}_grad_mask"])) == {np.float32(0.1), np.float32(1.0)}
+    for epochs in (3, 4, 5):
+        assert np.allclose(warmup_decay_epoch_lrs(1e-3, epochs), golden[f"lrs_{epochs}"], rtol=1e-12)
