@@ -82,8 +82,8 @@ def unsir(
     this harness requires of methods that synthesise images (the reference's noise is unbounded and
     enters after normalisation); (b) several removed classes get one noise batch each, all in one
     impair epoch (the reference removes one class; the paper's notebook loops over classes the same
-    way); (c) the reference's noise batch is the same tensor repeated, so 80 copies of it are
-    stored, as there.
+    way). As in the reference, the ``noise_copies`` batches are copies of one learned noise
+    tensor (its ``noise()`` returns the same parameter every call).
 
     **Tuned on digits** (``tuned``): with the defaults, the 2,560 noise images labelled c outweigh
     the ~120-image retain sample (10% of digits' retain set; the reference's CIFAR-10 sample is
