@@ -102,12 +102,12 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def stratified_pick(y: torch.Tensor, fraction: float, g: torch.Generator) -> torch.Tensor:
-    """Boolean mask selecting round(fraction·n_c) random images of every class c."""
+def stratified_pick(y: torch.Tensor, fraction: float, g: torch.Generator, *, floor: bool = False) -> torch.Tensor:
+    """Boolean mask selecting round(fraction·n_c) (⌊fraction·n_c⌋ with ``floor``) random images of every class c."""
     mask = torch.zeros(len(y), dtype=torch.bool)
     for c in torch.unique(y).tolist():
         idx = torch.nonzero(y == c).flatten()
-        k = int(round(fraction * len(idx)))
+        k = int(fraction * len(idx)) if floor else int(round(fraction * len(idx)))
         mask[idx[torch.randperm(len(idx), generator=g)[:k]]] = True
     return mask
 
@@ -138,7 +138,8 @@ def method_view(
     elif "retain_fraction" in uses:
         if retain_fraction is None or not 0.0 < retain_fraction <= 1.0:
             raise ValueError(f"retain_fraction must be in (0, 1], got {retain_fraction}")
-        mask = stratified_pick(td.retain.y, retain_fraction, generator(td.seed, "retain_fraction"))
+        # ⌊fraction·n_c⌋ per class: the anti-samples reference's int(len · percent / 100)
+        mask = stratified_pick(td.retain.y, retain_fraction, generator(td.seed, "retain_fraction"), floor=True)
         retain = td.retain.subset(mask)
     if "surrogate" in uses and surrogate is None:
         raise ValueError(f"task {td.task.name} names no surrogate data, which this method needs")

@@ -4,21 +4,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import ot
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bench.data import method_view
 from bench.methods.dlfd import (
-    SINKHORN_METHOD,
     cosine_cost,
     dlfd,
     forgetting_score,
     ot_distance,
     perturb_retain,
     retain_weight_at,
-    transport_plan,
+    sinkhorn_plan,
 )
 from bench.mia import cv_attack_accuracy, per_example_loss
 from bench.models import build_model
@@ -31,21 +29,43 @@ def small_model(seed: int = 0) -> torch.nn.Module:
     return build_model("digits_cnn", in_channels=1, image_size=8, num_classes=4, mean=(0.5,), std=(0.25,), seed=seed).eval()
 
 
-def test_sinkhorn_plan_has_uniform_marginals():
+def reference_sinkhorn_numpy(cost: np.ndarray, reg: float, max_iter: int, tol: float) -> tuple[np.ndarray, int]:
+    """The u-then-v log-domain iteration written out in float64 numpy; returns (plan, iterations)."""
+    m, n = cost.shape
+    u, v = np.zeros(m), np.zeros(n)
+    for it in range(1, max_iter + 1):
+        u_prev = u
+        u = reg * (np.log(1 / m) - np.log(np.exp((-cost + u[:, None] + v[None]) / reg).sum(1) + 1e-6)) + u
+        v = reg * (np.log(1 / n) - np.log(np.exp((-cost + u[:, None] + v[None]) / reg).sum(0) + 1e-6)) + v
+        if np.abs(u - u_prev).sum() < tol:
+            break
+    return np.exp((-cost + u[:, None] + v[None]) / reg), it
+
+
+def test_sinkhorn_one_iteration_by_hand():
+    cost = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, 0.0]])
+    reg = 0.5
+    u = reg * (np.log(1 / 3) - np.log(np.exp(-cost / reg).sum(1) + 1e-6))
+    v = reg * (np.log(1 / 2) - np.log(np.exp((-cost + u[:, None]) / reg).sum(0) + 1e-6))
+    expected = np.exp((-cost + u[:, None] + v[None]) / reg)
+    plan = sinkhorn_plan(torch.tensor(cost), reg=reg, max_iter=1)
+    np.testing.assert_allclose(plan.numpy(), expected, rtol=1e-12)
+    # the last update is v's: the columns carry ν = 1/2 up to the 1e-6 offset inside the log
+    np.testing.assert_allclose(plan.sum(0).numpy(), [0.5, 0.5], rtol=1e-5)
+
+
+def test_sinkhorn_stops_when_u_changes_less_than_tol():
     g = torch.Generator().manual_seed(0)
-    m, n = 20, 30
-    cost = 2 * torch.rand(m, n, generator=g)
-    plan = transport_plan(cost, reg=0.01, max_iter=50)
-    direct = ot.sinkhorn(torch.full((m,), 1 / m), torch.full((n,), 1 / n), cost, 0.01,
-                         method=SINKHORN_METHOD, numItermax=50, warn=False)
-    torch.testing.assert_close(plan, direct)
-    assert float(plan.sum()) == pytest.approx(1.0, abs=1e-5)
-    # the last half-iteration fits the row marginal exactly; 50 iterations bring the columns within 10 %
-    torch.testing.assert_close(plan.sum(1), torch.full((m,), 1 / m), rtol=1e-4, atol=1e-7)
-    assert float(((plan.sum(0) - 1 / n).abs() * n).max()) < 0.1
-    # and the iteration does converge to the uniform column marginal
-    converged = transport_plan(cost, reg=0.01, max_iter=500)
-    assert float(((converged.sum(0) - 1 / n).abs() * n).max()) < 1e-3
+    cost = 2 * torch.rand(20, 30, generator=g, dtype=torch.float64)
+    expected, iterations = reference_sinkhorn_numpy(cost.numpy(), 0.01, 50, 0.1)
+    assert 1 < iterations < 50  # the rule stops it early on these inputs
+    np.testing.assert_allclose(sinkhorn_plan(cost, reg=0.01).numpy(), expected, rtol=1e-9, atol=1e-15)
+    # one iteration fewer is a different plan: the stop is where the rule says, not later or earlier
+    shorter = sinkhorn_plan(cost, reg=0.01, max_iter=iterations - 1).numpy()
+    assert not np.allclose(shorter, expected, rtol=1e-6)
+    # without the rule (tol 0) it runs all max_iter iterations
+    np.testing.assert_allclose(sinkhorn_plan(cost, reg=0.01, tol=0.0, max_iter=50).numpy(),
+                               reference_sinkhorn_numpy(cost.numpy(), 0.01, 50, 0.0)[0], rtol=1e-9, atol=1e-15)
 
 
 def test_ot_distance_is_the_plan_cost():
@@ -54,7 +74,7 @@ def test_ot_distance_is_the_plan_cost():
     cost = cosine_cost(a, b)
     expected = F.relu(1 - F.cosine_similarity(a[:, None], b[None], dim=2))
     torch.testing.assert_close(cost, expected, rtol=1e-5, atol=1e-6)
-    assert float(ot_distance(a, b)) == pytest.approx(float((transport_plan(cost) * cost).sum()), rel=1e-5)
+    assert float(ot_distance(a, b)) == pytest.approx(float((sinkhorn_plan(cost) * cost).sum()), rel=1e-5)
 
 
 def test_ot_distance_zero_for_identical_sets_and_grows_with_separation():

@@ -590,7 +590,7 @@ def test_bench_run_mufac_age_identity_dlfd_cli(tmp_path: Path, monkeypatch: pyte
     code = cli.main(["run", "mufac-age-identity", "dlfd", "--data-root", str(tmp_path / "data"), "--seeds", "0",
                      "--results", str(tmp_path / "results"), "--out", str(tmp_path / "lb"),
                      "--cache", str(tmp_path / "cache"), "--no-progress",
-                     "--hp", "perturbation_steps=1", "batch_size=16", "monitor_samples=10"])
+                     "--hp", "perturbation_steps=1", "batch_size=16"])
     assert code == 0, capsys.readouterr()
     from bench.results import read_store
 

@@ -21,7 +21,9 @@ from bench.methods.scar import (
     mahalanobis,
     mask_removed_logits,
     nearest_other_class,
-    per_class_weight,
+    balanced_draw_weights,
+    class_weights,
+    forget_accuracies,
     scar,
     shrink_covariance,
     tukey,
@@ -183,12 +185,28 @@ def test_distill_kl_matches_the_definition():
     assert float(distill_kl(student[:0], teacher[:0], 1.0)) == 0.0
 
 
-def test_per_class_weight_zeroes_classes_below_threshold():
-    # class 0: 3 of 4 right (0.75 < 0.8 → 0); class 2: 1 of 1 (1.0); class 1 absent (0)
-    logits = F.one_hot(torch.tensor([0, 0, 0, 1, 2]), 3).float()
-    labels = torch.tensor([0, 0, 0, 0, 2])
-    assert per_class_weight(logits, labels, 3, 0.8).tolist() == [0.0, 0.0, 1.0]
-    assert per_class_weight(logits, labels, 3, 0.5).tolist() == [0.75, 0.0, 1.0]
+def test_forget_accuracies_overall_and_per_class():
+    class Fixed(torch.nn.Module):  # predicts the class stored in the first pixel
+        def forward(self, x):
+            return F.one_hot(x[:, 0, 0, 0].mul(255).round().long(), 3).float()
+
+    # class 0: 3 of 4 right; class 2: 1 of 1; class 1 absent (0)
+    x = torch.tensor([0, 0, 0, 1, 2], dtype=torch.uint8).view(5, 1, 1, 1)
+    acc, per_class = forget_accuracies(Fixed(), x, torch.tensor([0, 0, 0, 0, 2]), 3, torch.device("cpu"))
+    assert acc == 0.8
+    assert per_class.tolist() == [0.75, 0.0, 1.0]
+
+
+def test_class_weights_zero_classes_below_threshold():
+    acc = torch.tensor([0.75, 0.0, 1.0])
+    assert class_weights(acc, 0.8).tolist() == [0.0, 0.0, 1.0]
+    assert class_weights(acc, 0.5).tolist() == [0.75, 0.0, 1.0]
+
+
+def test_balanced_draw_weights_raise_counts_below_three_to_five():
+    # label counts: class 0 ×4, class 1 ×2 (→ 5), class 2 ×1 (→ 5)
+    pseudo = torch.tensor([0, 0, 0, 0, 1, 1, 2])
+    assert balanced_draw_weights(pseudo, 3).tolist() == pytest.approx([0.25] * 4 + [0.2] * 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,3 +270,17 @@ def test_every_entry_runs_end_to_end_on_synthetic_tasks(tmp_path, reference_cach
     assert {r["surrogate"] for r in rows if r["method"] in SCAR_ENTRIES} == {"gaussian_noise"}
     page = (tmp_path / "lb" / f"{classes.name}.md").read_text()
     assert '"stats":"surrogate"' in page and '"stats":"retain"' in page
+
+
+def test_early_stopping_acts_from_the_third_epoch_only(monkeypatch, reference_cache):
+    # one forget batch and one surrogate batch: one optimizer step per epoch
+    data, make = method_data(synthetic_task("synthetic-scar-class", ForgetRule("classes", classes=(1,))),
+                             ("forget", "retain", "surrogate"), reference_cache)
+    steps = []
+    real_step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (steps.append(1), real_step(self, *a, **k)))
+    scar(make(), data, device=torch.device("cpu"), epochs=5, target_accuracy=1.01)  # always below target
+    assert len(steps) == 3  # epochs 0 and 1 run whole, the check stops epoch 2 after its first step
+    steps.clear()
+    scar(make(), data, device=torch.device("cpu"), epochs=5, target_accuracy=0.0)  # early stopping off
+    assert len(steps) == 5

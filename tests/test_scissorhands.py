@@ -248,8 +248,8 @@ def test_scissorhands_is_deterministic_under_its_seed(synthetic_setup):
     assert state_hash(a) == state_hash(b)
     assert state_hash(a) != state_hash(original)
     assert state_hash(run(td, original, seed=1)) != state_hash(a)
-    refreshed = run(td, original, refresh_memory=True, memory_num=2)
-    assert state_hash(refreshed) == state_hash(run(td, original, refresh_memory=True, memory_num=2))
+    once = run(td, original, refresh_memory=False, memory_num=2)
+    assert state_hash(once) == state_hash(run(td, original, refresh_memory=False, memory_num=2))
     logits = a(td.test.floats())
     assert bool(torch.isfinite(logits).all())
 
@@ -273,3 +273,17 @@ def test_scissorhands_fails_loudly_when_the_ascent_diverges(synthetic_setup):
     td, original = synthetic_setup
     with pytest.raises(FloatingPointError, match="lower lam"):
         run(td, original, lam=1e4, lr=10.0, epochs=20, margin=0.0)
+
+
+def test_memory_is_recomputed_every_epoch_by_default(synthetic_setup, monkeypatch):
+    import bench.methods.scissorhands as shs
+
+    td, original = synthetic_setup
+    calls = []
+    real = shs.memory_gradients
+    monkeypatch.setattr(shs, "memory_gradients", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    run(td, original, epochs=3)
+    assert len(calls) == 3  # the reference's refresh at the start of every epoch
+    calls.clear()
+    run(td, original, epochs=3, refresh_memory=False)
+    assert len(calls) == 1
