@@ -62,7 +62,8 @@ def test_max_and_min_losses() -> None:
 
 
 def test_max_passes_run_on_forget_and_min_passes_on_retain(monkeypatch, synthetic_task) -> None:
-    from bench.data import build_task_data, method_view
+    from bench.data import method_view
+    from bench.splits import build_task_data
     from bench.references import model_factory
 
     td = build_task_data(synthetic_task, 0)
