@@ -13,15 +13,8 @@ import torch
 
 import bench
 from bench import registry
-from bench.check import (
-    CROSS_ISA_TOLERANCES,
-    NOT_COMPARED,
-    check,
-    compare,
-    hp_changes,
-    load_baseline,
-    parse_tolerances,
-)
+from bench.check import CROSS_ISA_TOLERANCES, check, load_baseline, parse_tolerances
+from bench.compare import NOT_COMPARED, compare, hp_changes
 from bench.cli import main
 from bench.env import parse_device_label
 from bench.report import GENERATED_HEADER, format_leaderboard_diff, leaderboard_diff, write_report

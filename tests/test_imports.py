@@ -6,7 +6,7 @@ layer as long as no cycle forms; an upward import or a cycle fails, naming the p
 lowest first, are those of DESIGN.md:
 
     env, lookup < tasks, registry, results, datasets < data, splits, leakage, models, train
-        < references, metrics, mia, group, claims, methods < report < run < check, perf < cli < bench
+        < references, metrics, mia, group, claims, methods < report < run < compare < check, perf < cli < bench
 
 ``bench.registry`` loads the bundled methods by importing the ``bench.methods`` package (a plugin
 mechanism): that one edge is the only import allowed to point upward.
@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.references", "bench.metrics", "bench.mia", "bench.group", "bench.claims", "bench.methods"),
     ("bench.report",),
     ("bench.run",),
+    ("bench.compare",),
     ("bench.check", "bench.perf"),
     ("bench.cli",),
     ("bench",),
