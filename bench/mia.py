@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
-from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from bench.data import seed_stream
+
+if TYPE_CHECKING:
+    from sklearn.svm import SVC
+
+# scikit-learn is imported inside the attacks: it costs seconds, and `bench ls` or a method that only
+# needs per_example_loss (DLFD) should not pay for it.
 
 #: Features :func:`mia_efficacy` can attack on.
 MIA_FEATURES = ("confidence", "entropy")
@@ -91,6 +94,8 @@ def loss_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray, *, seed: i
     computed by ``sklearn.metrics.roc_auc_score`` with label 1 for members. 0.5 = indistinguishable,
     1 = every member has a lower loss than every non-member. Returns (AUC, 2n).
     """
+    from sklearn.metrics import roc_auc_score
+
     members, nonmembers = _check_losses(member_losses, nonmember_losses, "loss_auc", minimum=1)
     members, nonmembers = balanced_subsample(members, nonmembers, seed=seed, purpose="loss_auc")
     y = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
@@ -115,6 +120,9 @@ def cv_attack_accuracy(
     :data:`MIN_CV_PER_SIDE` examples. About 0.05 s for 1000 examples per side (DLFD calls it
     every training step).
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
     members, nonmembers = _check_losses(member_losses, nonmember_losses, "cv_attack_accuracy", minimum=MIN_CV_PER_SIDE)
     members, nonmembers = balanced_subsample(members, nonmembers, seed=seed, purpose="cv_attack")
     x = np.concatenate([members, nonmembers])[:, None]
@@ -197,6 +205,8 @@ def mia_efficacy(
 
         MIA-efficacy = 1 − (1/|D_f|) Σ_{x ∈ D_f} ŷ(x)   (higher = more forgotten).
     """
+    from sklearn.svm import SVC
+
     if feature not in MIA_FEATURES:
         raise ValueError(f"unknown MIA feature {feature!r}; valid features: {', '.join(MIA_FEATURES)}")
     if max_shadow < 1:
@@ -281,6 +291,8 @@ def efficacy_seconds(n_shadow: int, n_forget: int, *, features: int = len(MIA_FE
     from 250 to 5,000 per side, for real features and synthetic ones alike — and the prediction
     as n_forget·n / (n_pred₀·n₀).
     """
+    from sklearn.svm import SVC
+
     if n_shadow < 1 or n_forget < 0 or features < 1 or threads < 1:
         raise ValueError(f"efficacy_seconds needs n_shadow >= 1, n_forget >= 0, features >= 1, threads >= 1; got "
                          f"{n_shadow}, {n_forget}, {features}, {threads}")

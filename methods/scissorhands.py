@@ -64,8 +64,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -204,6 +202,9 @@ def solve_cone_qp(gram: np.ndarray, lin: np.ndarray, *, margin: float = GEM_MARG
     min_{u ≥ 0} ½ uᵀQu + (Q·margin·1 + b)ᵀu = min_{u ≥ 0} ½‖Lᵀu − c‖² + const with
     c = −L⁻¹(Q·margin·1 + b): a non-negative least-squares problem (``scipy.optimize.nnls``).
     """
+    import scipy.linalg  # here, not at the top: scipy costs `bench ls` most of a second
+    import scipy.optimize
+
     t = gram.shape[0]
     q = 0.5 * (gram + gram.T) + eps * np.eye(t)
     chol = scipy.linalg.cholesky(q, lower=True)
