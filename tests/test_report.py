@@ -477,8 +477,8 @@ def test_published_claims_are_valid_and_bad_claims_are_refused():
     validate_claims(FIXTURE_CLAIMS)
     with pytest.raises(ValueError, match="(?s)unknown task 'cifar11-resnet18-class'.*unknown metric 'accuracy'"):
         validate_claims([Claim("cifar11-resnet18-class", "finetune", "accuracy", 0.9, "paper")])
-    with pytest.raises(ValueError, match="unknown method 'salun'"):
-        validate_claims([Claim(CLASS_TASK, "salun", "test_accuracy", 0.9, "paper")])
+    with pytest.raises(ValueError, match="unknown method 'no_such_method'"):
+        validate_claims([Claim(CLASS_TASK, "no_such_method", "test_accuracy", 0.9, "paper")])
     with pytest.raises(ValueError, match="listed twice"):
         validate_claims([FIXTURE_CLAIMS[0], FIXTURE_CLAIMS[0]])
     with pytest.raises(ValueError, match="finite"):
@@ -646,3 +646,21 @@ def test_markdown_tables_do_not_depend_on_wcwidth(monkeypatch) -> None:
     wide = cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1})
     monkeypatch.setattr(tabulate, "WIDE_CHARS_MODE", False)
     assert cells.md_table(["method", "tow ↑", "gap"], TABLE_ROWS, right={1}) == wide
+
+
+def test_a_page_names_the_methods_it_does_not_yet_cover():
+    """Registered methods without a run of their current version on the task are named, not left
+    out silently: never run (salun is absent from the store) or run only at an older version
+    (finetune is stored at version 1, below its registered version)."""
+    from bench.registry import get_method
+
+    finetune_version = get_method("finetune").version
+    older = store()
+    older.loc[older["method"] == "finetune", "method_version"] = finetune_version - 1
+    notes_ = render(older)[f"{CLASS_TASK}.md"].split("## Notes", 1)[1]
+    never = notes_.split("Registered but not yet run on this task: ", 1)[1].split("\n", 1)[0]
+    assert "`salun`" in never and "`finetune`" not in never and "`neggrad`" not in never
+    assert (f"`finetune`: the numbers shown are of version {finetune_version - 1}; the registered version is "
+            f"{finetune_version}, not yet re-run on this task.") in notes_
+    current = render(store())[f"{CLASS_TASK}.md"]
+    assert "`finetune`: the numbers shown" not in current

@@ -53,6 +53,29 @@ def not_applicable_methods(task_name: str) -> list[tuple[str, str]]:
     return [(name, reason) for name, m in METHODS.items() if (reason := m.not_applicable(task)) is not None]
 
 
+def unpublished_methods(selected: TaskRows) -> list[str]:
+    """Notes for the registered methods that apply to the task but whose current version has no
+    completed run on it: never run here, or stored only at an older version (the page then shows
+    the older version's numbers). A reader sees what the page does not yet cover."""
+    if selected.task not in TASKS:
+        return []
+    from bench.registry import METHODS, load_methods
+
+    load_methods()
+    task = TASKS.get(selected.task)
+    stored = selected.ok.groupby("method")["method_version"].max().to_dict() if not selected.ok.empty else {}
+    never = [name for name, m in METHODS.items() if m.not_applicable(task) is None and name not in stored]
+    out = []
+    if never:
+        out.append(f"Registered but not yet run on this task: {', '.join(f'`{n}`' for n in never)} "
+                   f"(`bench run {selected.task} METHOD`).")
+    for name, m in METHODS.items():
+        if name in stored and stored[name] < m.version:
+            out.append(f"`{name}`: the numbers shown are of version {stored[name]}; the registered version is "
+                       f"{m.version}, not yet re-run on this task.")
+    return out
+
+
 def recipe_text(task: Task) -> str:
     return ", ".join(f"{k} {v}" for k, v in asdict(task.recipe).items())
 
@@ -103,6 +126,7 @@ def notes(selected: TaskRows, table: pd.DataFrame, values: pd.DataFrame | None) 
         out.append(
             f"{count} rows of older versions of `{method}` ({', '.join(map(str, versions))}) were left out."
         )
+    out += unpublished_methods(selected)
     if selected.superseded_rows:
         out.append(
             f"{selected.superseded_rows} rows of runs superseded by a later run of the same method, "
