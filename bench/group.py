@@ -16,7 +16,7 @@ from torch import nn
 
 from bench.data import Split, TaskData, surrogate_split
 from bench.metrics import SplitLogits
-from bench.references import Reference, References, load_or_train, model_factory
+from bench.references import Reference, References, load_or_train, model_factory, reference_split
 from bench.results import ORACLE, ORIGINAL
 from bench.splits import build_task_data
 from bench.tasks import Task
@@ -49,15 +49,6 @@ def split_logits(model: nn.Module, td: TaskData, device: torch.device) -> dict[s
     if td.forget_test is not None:
         splits["forget_test"] = td.forget_test
     return {name: SplitLogits(predict_logits(model, s, device=device), s.y) for name, s in splits.items()}
-
-
-def reference_split(kind: str, td: TaskData) -> Split:
-    """What a reference trains on: the original D_f ∪ D_r (the train split), the oracle D_r."""
-    if kind == ORIGINAL:
-        return td.train
-    if kind == ORACLE:
-        return td.retain
-    raise ValueError(f"unknown reference kind {kind!r}; expected {ORIGINAL!r} or {ORACLE!r}")
 
 
 def load_reference(kind: str, td: TaskData, *, device: torch.device, cache_dir: Path,

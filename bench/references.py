@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from bench.data import Split, TaskData, seed_stream
 from bench.datasets import ImageDataset
 from bench.models import Classifier, build_model, state_hash
+from bench.results import ORACLE, ORIGINAL
 from bench.train import train_with_recipe
 
 #: Bump when the reference training code changes in a way that moves numbers.
@@ -104,17 +105,26 @@ def reference_key(kind: str, td: TaskData, device: torch.device) -> str:
         "seed": td.seed,
         "device_type": device.type,
     }
-    if kind == "oracle":
+    if kind == ORACLE:
         parts["split_hash"] = td.split_hash
     blob = json.dumps(parts, sort_keys=True).encode()
     return f"{kind}-{hashlib.sha256(blob).hexdigest()[:20]}"
 
 
+def reference_split(kind: str, td: TaskData) -> Split:
+    """What a reference trains on: the original D_f ∪ D_r (the train split), the oracle D_r."""
+    if kind == ORIGINAL:
+        return td.train
+    if kind == ORACLE:
+        return td.retain
+    raise ValueError(f"unknown reference kind {kind!r}; expected {ORIGINAL!r} or {ORACLE!r}")
+
+
 def get_references(td: TaskData, *, device: torch.device, cache_dir: Path, on_train: Callable[[str], None] | None = None) -> References:
     """The task's original and oracle for this seed, from the cache or trained now."""
     init = model_factory(td)
-    original = load_or_train("original", td, td.train, init, device=device, cache_dir=cache_dir, on_train=on_train)
-    oracle = load_or_train("oracle", td, td.retain, init, device=device, cache_dir=cache_dir, on_train=on_train)
+    original, oracle = (load_or_train(kind, td, reference_split(kind, td), init, device=device, cache_dir=cache_dir,
+                                      on_train=on_train) for kind in (ORIGINAL, ORACLE))
     return References(original=original, oracle=oracle)
 
 

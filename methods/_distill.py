@@ -1,4 +1,5 @@
-"""The distillation KL that SCRUB and Bad Teacher share (a private module: not a registered method).
+"""What the distilling methods share (a private module: not a registered method): the frozen teacher
+(:func:`frozen_copy`, used by SCAR, SCRUB and Bad Teacher) and the distillation KL of SCRUB and Bad Teacher:
 
     KL_T(t ‖ s) = (1/B) Σ_i Σ_k p_ik · (log p_ik − log q_ik),
     p_i = softmax(t_i / T) (teacher),  q_i = softmax(s_i / T) (student),
@@ -13,12 +14,19 @@ nothing here is built on it.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from bench.methods.scar import frozen_copy
 
-__all__ = ["distill_kl", "frozen_copy"]
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with every parameter's gradient off: a teacher."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -82,7 +82,6 @@ the random-removal stopping target uses validation accuracy instead of test accu
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -92,6 +91,7 @@ from torch import nn
 
 from bench.data import MethodData, generator, to_float
 from bench.models import feature_head
+from bench.methods._distill import frozen_copy
 from bench.registry import method
 from bench.train import accuracy
 
@@ -249,13 +249,6 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
 def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``fn`` applied to uint8 images ``x`` in chunks, no gradient."""
     return torch.cat([fn(to_float(x[i:i + EVAL_BATCH].to(device))) for i in range(0, len(x), EVAL_BATCH)])
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
 
 
 def check_stats(name: str, stats: str, data: MethodData) -> None:
