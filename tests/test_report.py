@@ -664,3 +664,15 @@ def test_a_page_names_the_methods_it_does_not_yet_cover():
             f"{finetune_version}, not yet re-run on this task.") in notes_
     current = render(store())[f"{CLASS_TASK}.md"]
     assert "`finetune`: the numbers shown" not in current
+
+
+def test_pages_do_not_depend_on_the_order_methods_were_registered(monkeypatch):
+    """The method lists of a page (not applicable, not yet run) are by name: moving a helper
+    between method modules changes which module imports which first, and must not change a
+    generated page (a stale published page once failed CI for that reason alone)."""
+    from bench.registry import METHODS, load_methods
+
+    load_methods()
+    before = render(store())
+    monkeypatch.setattr(METHODS, "_entries", dict(reversed(list(METHODS._entries.items()))))
+    assert render(store()) == before

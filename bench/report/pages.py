@@ -50,7 +50,7 @@ def not_applicable_methods(task_name: str) -> list[tuple[str, str]]:
 
     load_methods()
     task = TASKS.get(task_name)
-    return [(name, reason) for name, m in METHODS.items() if (reason := m.not_applicable(task)) is not None]
+    return [(name, reason) for name, m in sorted(METHODS.items()) if (reason := m.not_applicable(task)) is not None]
 
 
 def unpublished_methods(selected: TaskRows) -> list[str]:
@@ -64,12 +64,13 @@ def unpublished_methods(selected: TaskRows) -> list[str]:
     load_methods()
     task = TASKS.get(selected.task)
     stored = selected.ok.groupby("method")["method_version"].max().to_dict() if not selected.ok.empty else {}
-    never = [name for name, m in METHODS.items() if m.not_applicable(task) is None and name not in stored]
+    methods = sorted(METHODS.items())  # by name: a page must not depend on the order modules were imported in
+    never = [name for name, m in methods if m.not_applicable(task) is None and name not in stored]
     out = []
     if never:
         out.append(f"Registered but not yet run on this task: {', '.join(f'`{n}`' for n in never)} "
                    f"(`bench run {selected.task} METHOD`).")
-    for name, m in METHODS.items():
+    for name, m in methods:
         if name in stored and stored[name] < m.version:
             out.append(f"`{name}`: the numbers shown are of version {stored[name]}; the registered version is "
                        f"{m.version}, not yet re-run on this task.")
