@@ -6,6 +6,7 @@ lists the valid ones and the closest match.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -89,11 +90,21 @@ def coerce(method: str, key: str, value: Any, default: Any) -> Any:
         return value if not isinstance(value, str) or default is None else str(value)
     try:
         converted = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int(float("inf")) overflows
         raise ValueError(f"{method}: {key} must be of type {kind.__name__}, got {value!r}") from None
     if kind is int and isinstance(value, str) and str(converted) != value.strip():
         raise ValueError(f"{method}: {key} must be an integer, got {value!r}")
+    if kind is int and isinstance(value, float) and converted != value:  # int(2.5) would silently be 2
+        raise ValueError(f"{method}: {key} must be an integer, got {value!r}")
+    check_finite(method, key, converted)
     return converted
+
+
+def check_finite(method: str, key: str, value: Any) -> None:
+    """Refuse a NaN or infinite float: NaN passes every bound (``nan < low`` is False) and would be
+    stored as a bare ``NaN`` in the hyperparameter JSON; an infinity fails deep inside a method."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{method}: {key}={value!r} is not a finite number; give a finite value")
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
@@ -132,6 +143,7 @@ def method(
                 continue
             if param.default is inspect.Parameter.empty:
                 raise ValueError(f"method {key}: hyperparameter {param.name} needs a default")
+            check_finite(f"method {key}", param.name, param.default)
             defaults[param.name] = param.default
         if "retain_fraction" in uses and "retain_fraction" not in defaults:
             raise ValueError(f"method {key}: uses retain_fraction but has no retain_fraction hyperparameter")
@@ -139,6 +151,8 @@ def method(
             unknown = set(task_hp) - set(defaults)
             if unknown:
                 raise ValueError(f"method {key}: tuned values for unknown hyperparameters {sorted(unknown)}")
+        for hp_name, value in [*((k, v) for t in (tuned or {}).values() for k, v in t.items()), *(fixed or {}).items()]:
+            check_finite(f"method {key}", hp_name, value)
         doc = inspect.getdoc(fn) or ""
         spec = MethodSpec(
             name=key,
