@@ -134,12 +134,12 @@ def check(
 
     from bench.results import read_store
     from bench.run.driver import run
-    from bench.run.plan import DEFAULT_SEEDS
+    from bench.run.plan import DEFAULT_SEEDS, check_seeds
     from bench.tasks import get_suite, get_task
 
     base = baseline if isinstance(baseline, pd.DataFrame) else load_baseline(baseline)
     task_objs = [get_task(t) for t in (tasks if tasks else get_suite(suite))]
-    seed_list = [int(s) for s in (seeds if seeds else DEFAULT_SEEDS)]
+    seed_list = check_seeds(seeds if seeds else DEFAULT_SEEDS)
     names = {t.name for t in task_objs}
     def in_scope(df: pd.DataFrame) -> pd.Series:
         keep = df["task"].isin(names) & df["seed"].astype("int64").isin(seed_list)

@@ -14,6 +14,7 @@ from torch import nn
 import bench
 from bench import registry
 from bench.cli import main
+from bench.run.plan import make_plan
 from bench.tasks import Task
 
 DIGITS = "digits-cnn-class"
@@ -77,3 +78,28 @@ def test_a_method_cannot_register_a_non_finite_value(where: str) -> None:
             registry.method(name=name, uses=(), paper="test only", version=1, **extra)(fn)
     finally:
         registry.METHODS._entries.pop(name, None)
+
+
+# --------------------------------------------------------------------------- 8a. duplicate names and seeds
+
+
+def test_a_task_method_or_seed_named_twice_is_run_once(synthetic_task: Task, reference_cache: Path,
+                                                         tmp_path: Path) -> None:
+    rows = bench.run([synthetic_task, synthetic_task], ["original", "finetune", "original"], seeds=[1, 0, 1],
+                     results=tmp_path / "results", leaderboard=tmp_path / "lb", cache=reference_cache, progress=False)
+    runs = {(r["method"], r["seed"]): r["status"] for r in rows}
+    assert runs == {(m, s): "ok" for m in ("original", "finetune", "oracle") for s in (0, 1)}
+    plan = make_plan([synthetic_task, synthetic_task], ["original", "finetune", "original"], [1, 0, 1])
+    assert [(r.method, r.seed) for r in plan.runs] == [("original", 1), ("original", 0), ("finetune", 1), ("finetune", 0)]
+
+
+# --------------------------------------------------------------------------- 9b. seeds out of range
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999999", str(2**63), "-1"])
+def test_a_seed_out_of_range_is_refused_before_any_work(seed: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    err = bench_error(["run", DIGITS, "original", "--seeds", "0", seed, *cli_dirs(tmp_path)], capsys)
+    assert f"seed {seed} is out of range: seeds are integers in [0, 2**63 - 1]" in err
+    assert nothing_written(tmp_path)
+    assert [r.seed for r in make_plan([DIGITS], ["original"], [2**63 - 1]).runs] == [2**63 - 1]

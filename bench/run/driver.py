@@ -95,7 +95,7 @@ def run(
     """
     task_list = [tasks] if isinstance(tasks, (str, Task)) else list(tasks) if tasks else list(get_suite(suite or "quick"))
     method_list = [methods] if isinstance(methods, str) else list(methods) if methods else list_methods()
-    seed_list = [int(s) for s in seeds]
+    seed_list = list(seeds)  # checked (integers in range, duplicates merged) by make_plan
     dev = resolve_device(device)
     settings = Settings(dev, Path(results), Path(cache) if cache else default_cache_dir(),
                         str(data_root) if data_root else None, force, progress, executor, jobs, address,

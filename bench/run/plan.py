@@ -9,6 +9,7 @@ run already stored under its id is done.
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,6 +19,27 @@ from bench.results import ORACLE, canonical_json, make_run_id
 from bench.tasks import Task, get_task
 
 DEFAULT_SEEDS = (0, 1, 2)
+
+#: The largest seed: a run's seed is stored in the results' int64 ``seed`` column. (What it seeds
+#: takes any integer: every random choice draws from :func:`bench.data.seed_stream`, which hashes
+#: the seed's text into the 63 bits ``torch.manual_seed`` and NumPy are given.)
+MAX_SEED = 2**63 - 1
+
+
+def check_seeds(seeds: Sequence[Any]) -> list[int]:
+    """The seeds, duplicates merged (order kept), each an integer in [0, :data:`MAX_SEED`]; a loud
+    error before any work otherwise (a larger seed trained for minutes, then could not be stored)."""
+    out: list[int] = []
+    for seed in seeds:
+        try:
+            value = operator.index(seed)  # an int (or NumPy integer); 2.5 or "0" is not
+        except TypeError:
+            raise ValueError(f"seed {seed!r} is not an integer: seeds are integers in [0, 2**63 - 1]") from None
+        if isinstance(seed, bool) or not 0 <= value <= MAX_SEED:
+            raise ValueError(f"seed {seed!r} is out of range: seeds are integers in [0, 2**63 - 1]")
+        if value not in out:
+            out.append(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -81,12 +103,14 @@ def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequen
     ``overrides`` (``--hp``): ``name=value`` applies to every planned method with that
     hyperparameter, ``method.name=value`` to one method. A method whose paper setting does not
     cover a task's forget rule (e.g. a class-removal-only method on random forgetting) is listed as
-    not applicable, with the reason, rather than run.
+    not applicable, with the reason, rather than run. A task, method or seed named twice is planned
+    once (order kept): its second run would find the first one's file.
     """
     if not seeds:
         raise ValueError("no seeds given")
-    task_objs = [get_task(t) for t in tasks]
-    specs = [get_method(m) for m in methods]
+    seeds = check_seeds(seeds)
+    task_objs = list(dict.fromkeys(get_task(t) for t in tasks))
+    specs = [get_method(m) for m in dict.fromkeys(methods)]
     overrides = dict(overrides or {})
     if overrides:
         check_overrides(specs, overrides, task_objs[0].name if task_objs else "")
@@ -99,7 +123,7 @@ def make_plan(tasks: Sequence[str | Task], methods: Sequence[str], seeds: Sequen
                 continue
             hp = spec.resolve(task.name, overrides_for(spec, overrides))
             for seed in seeds:
-                runs.append(RunSpec(task, spec.name, spec.version, canonical_json(hp), int(seed), device_type))
+                runs.append(RunSpec(task, spec.name, spec.version, canonical_json(hp), seed, device_type))
     return Plan(tuple(runs), tuple(skipped))
 
 
