@@ -145,7 +145,16 @@ def check(
         keep = df["task"].isin(names) & df["seed"].astype("int64").isin(seed_list)
         return keep & df["method"].isin(set(methods) | {"oracle"}) if methods else keep
 
+    where = "the baseline" if isinstance(baseline, pd.DataFrame) else f"baseline {baseline}"
+    if not (base["status"] == "ok").any():
+        raise ValueError(f"{where} holds no completed run, so there is nothing to compare; pass a results directory "
+                         "(or .parquet file) that holds completed runs, e.g. results/, or make one first with "
+                         "`bench run --results DIR`")
     base = base[in_scope(base)]
+    if not (base["status"] == "ok").any():
+        raise ValueError(f"{where} holds no completed run of the tasks {', '.join(sorted(names))}, seeds "
+                         f"{' '.join(map(str, seed_list))}{' and methods ' + ', '.join(methods) if methods else ''}, "
+                         "so there is nothing to compare; pass the --tasks, --methods and --seeds it holds")
     notes: list[str] = []
     tol = dict(tolerances or {})
     if threads is not None and executor != "local":

@@ -21,14 +21,54 @@ def parse_hp(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def split_names(text: str | None) -> list[str] | None:
-    return [t for t in text.split(",") if t] if text else None
+def split_names(text: str | None, what: str) -> list[str] | None:
+    """``"a,b"`` → ``["a", "b"]``; ``None`` (not given) → ``None``, the default. An empty name
+    (``""``, ``","``, ``"a,,b"``) is an error: dropping it silently ran the whole default suite."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise ValueError(f"empty {what} name in {text!r}: give one or more names separated by commas")
+    return names
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be ≥ 1 (``--threads 0`` was ignored silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type of an amount that must be a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def stray_run_arguments(args: argparse.Namespace, extra: list[str]) -> str | None:
+    """Why ``bench run TASK m1 m2`` is refused, naming the fix (argparse said only "unrecognized
+    arguments"); ``None`` when ``extra`` is not stray names of ``bench run``."""
+    stray = [e for e in extra if not e.startswith("-")]
+    if args.command != "run" or not stray or len(stray) != len(extra):
+        return None
+    got = ", ".join(repr(e) for e in stray)
+    return (f"bench run takes one task argument and one method argument, got also {got}; separate several names "
+            f"with commas, no spaces: bench run {args.task or 'TASK'} {','.join([args.method or 'METHOD', *stray])}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.run.driver import run
 
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -37,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         task, method = None, task
     start = time.perf_counter()
     rows = run(
-        split_names(task), split_names(method), args.seeds, suite=args.suite,
+        split_names(task, 'task'), split_names(method, 'method'), args.seeds, suite=args.suite,
         hp=parse_hp(args.hp), device=args.device, results=args.results, leaderboard=args.out,
         cache=args.cache, data_root=args.data_root, force=args.force, progress=not args.no_progress,
         executor=args.executor, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
@@ -115,7 +155,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bench.check import check, parse_tolerances
 
     result = check(
-        args.baseline, split_names(args.tasks), split_names(args.methods), args.seeds,
+        args.baseline, split_names(args.tasks, 'task'), split_names(args.methods, 'method'), args.seeds,
         tolerances=parse_tolerances(args.tolerance), hp=parse_hp(args.hp), results=args.results,
         cache=args.cache, data_root=args.data_root, device=args.device, suite=args.suite,
         executor=args.executor, jobs=args.jobs, threads=args.threads,
@@ -132,7 +172,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     rerun = None if args.rerun == "none" else args.rerun
     df = run_perf(
         args.task, device=args.device, threads=args.threads, workers=args.workers, steps=args.steps,
-        repeats=args.repeats, method=args.method, rerun=rerun, rerun_methods=split_names(args.rerun_methods),
+        repeats=args.repeats, method=args.method, rerun=rerun, rerun_methods=split_names(args.rerun_methods, 'method'),
         rerun_seeds=args.rerun_seeds, results=args.results, cache=args.cache, data_root=args.data_root,
         progress=lambda msg: print(f"bench perf: {msg}", file=sys.stderr),
     )
@@ -162,15 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo runs that are already stored")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate; run and write nothing")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for this process (default: torch's default); recorded in each row's device")
     p.add_argument("--executor", choices=["local", "processes", "ray"], default="local",
                    help="local: in this process (default); processes: a local pool of --jobs workers; "
                         "ray: Ray tasks on --address (or a local Ray)")
-    p.add_argument("--jobs", type=int, default=2, help="workers of --executor processes (default 2)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="workers of --executor processes (default 2)")
     p.add_argument("--address", default=None, help="Ray cluster address for --executor ray (default: start a local Ray)")
-    p.add_argument("--cpus-per-run", type=float, default=1.0, help="CPUs each Ray task asks for (default 1)")
-    p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs each Ray task asks for (default 0)")
+    p.add_argument("--cpus-per-run", type=non_negative_float, default=1.0, help="CPUs each Ray task asks for (default 1)")
+    p.add_argument("--gpus-per-run", type=non_negative_float, default=0.0, help="GPUs each Ray task asks for (default 0)")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, methods or metrics")
@@ -211,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "processes"], default="local",
                    help="as in `bench run`; processes gives each worker cores/--jobs CPU threads, which must match "
                         "the baseline's for exact numbers")
-    p.add_argument("--jobs", type=int, default=2, help="workers of --executor processes (default 2)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--jobs", type=positive_int, default=2, help="workers of --executor processes (default 2)")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads of a local re-run (default: the baseline's, from its rows' device)")
     p.set_defaults(fn=cmd_check)
 
@@ -223,11 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "Parquet (default: perf/ beside the results directory).")
     p.add_argument("--task", nargs="+", default=["digits-cnn-class", "fmnist-lenet-class"], help="task name(s)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu); AMP on CUDA where the task's recipe allows")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers of the reference pipeline, besides 0 "
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--workers", type=positive_int, default=None, help="DataLoader workers of the reference pipeline, besides 0 "
                    "(default: the CPU count)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per measure (default: one epoch of the task)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the fastest is kept (default 3)")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps per measure (default: one epoch of the task)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="interleaved repetitions; the fastest is kept (default 3)")
     p.add_argument("--method", default="finetune", help="the method whose run's overhead share is measured")
     p.add_argument("--rerun", default="quick", help="suite or comma-separated tasks for the cached re-run, or none")
     p.add_argument("--rerun-methods", default=None, help="methods of the cached re-run, comma-separated (default: those "
@@ -243,7 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        message = stray_run_arguments(args, extra)
+        if message is None:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        print(f"bench: error: {message}", file=sys.stderr)
+        return 2
     try:
         return args.fn(args)
     except (UnknownName, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:

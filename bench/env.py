@@ -33,13 +33,19 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "unlearnbench"
 
 
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a loud error when CUDA is asked for but absent."""
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a loud error when CUDA is asked for but absent.
+
+    The name is matched before torch parses it: torch's own error for ``tpu`` or ``cuda:x``
+    lists its twenty device types, none of which but these two the harness runs on."""
+    if not _DEVICE.fullmatch(str(device)):
+        raise ValueError(f"unsupported device {str(device)!r}; use cpu, cuda or cuda:N")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but torch.cuda.is_available() is False; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r}; use cpu or cuda")
     return dev
 
 

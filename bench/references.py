@@ -166,6 +166,20 @@ def load_or_train(
         return Reference(model, key, log.seconds, str(device), trained_now=True)
 
 
+def check_cache(cache_dir: Path) -> None:
+    """Refuse, before any work, a cache whose content no reference can use: a ``.locks`` that is not
+    a folder (or a lock that is not a file) failed every reference, so every method of the sweep was
+    stored as a failed run. A corrupt checkpoint is no such error: it is moved aside and rebuilt."""
+    locks = Path(cache_dir) / ".locks"
+    if locks.exists() and not locks.is_dir():
+        bad, kind = locks, "folder"
+    else:  # globbing a missing folder finds nothing
+        bad, kind = next((p for p in locks.glob("*.lock") if not p.is_file()), None), "file"
+    if bad is not None:
+        raise FileExistsError(f"reference cache {cache_dir}: {bad} is not a {kind}, so no reference can be locked; "
+                              "remove it (the cache recreates it) or pass another --cache")
+
+
 @contextlib.contextmanager
 def entry_lock(path: Path) -> Iterator[None]:
     """Exclusive advisory lock on one cache entry (``<cache>/.locks/<entry>.lock``)."""

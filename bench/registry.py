@@ -200,5 +200,11 @@ def load_methods() -> None:
     for module in filter(None, (m.strip() for m in os.environ.get("UNLEARNBENCH_PLUGINS", "").split(","))):
         try:
             importlib.import_module(module)
-        except ImportError as err:
-            raise ImportError(f"UNLEARNBENCH_PLUGINS names {module!r}, which cannot be imported: {err}") from err
+        except Exception as err:  # noqa: BLE001 - a broken plugin raises anything while it is imported
+            raise PluginError(f"UNLEARNBENCH_PLUGINS names {module!r}, which cannot be imported "
+                              f"({type(err).__name__}: {err}); fix the module or remove it from UNLEARNBENCH_PLUGINS") from err
+
+
+class PluginError(RuntimeError):
+    """A module named in ``$UNLEARNBENCH_PLUGINS`` is missing or fails while imported: the user's
+    setting, so the command line reports it as an error, not a traceback."""

@@ -129,6 +129,33 @@ def forget_mask(task: Task, ds: ImageDataset, seed: int, pool: torch.Tensor, ord
     raise ValueError(f"task {task.name}: forget kind {rule.kind!r} has no rule for picking images in bench.splits.forget_mask")
 
 
+def check_not_empty(task: Task, ds: ImageDataset, val: Validation, val_idx: torch.Tensor, test_idx: torch.Tensor,
+                    audit: dict[str, Any]) -> None:
+    """A validation or test split that comes out empty is an error naming its actual cause: the
+    dataset has none, ``val_fraction`` picks none, or the leakage audit dropped every image — as
+    perceptual duplicates of earlier splits' images, or as images of people who also have training
+    images (its counts say which; a single "shared people" message was wrong for copied images)."""
+    for split, before, after in (("val", len(val.idx), val_idx), ("test", len(ds.test_y), test_idx)):
+        if len(after):
+            continue
+        name = "validation" if split == "val" else "test"
+        if before == 0:
+            cause = (f"dataset {ds.name} has no {name} images" if split == "test" or ds.has_fixed_val else
+                     f"val_fraction={task.val_fraction} of the {len(ds.train_y)} training images picks none")
+            fix = "give the task a dataset with test images" if split == "test" else (
+                "give the dataset validation images" if ds.has_fixed_val else "raise the task's val_fraction")
+        else:
+            dups, people = audit["duplicates_dropped"][split], audit["people_dropped"][split]
+            earlier = "training images" if split == "val" else "training or validation images"
+            cause = (f"the leakage audit dropped all {before} of its images: {dups} as perceptual duplicates "
+                     f"({audit['duplicate_rule']}) of {earlier}, {people} because their person also has {earlier}")
+            fixes = [f"remove the copies of {earlier} from the {name} images"] if dups else []
+            if people:
+                fixes.append(f"use a dataset whose {name} people are disjoint from those of its {earlier}")
+            fix = " and ".join(fixes)
+        raise ValueError(f"task {task.name}: the {name} split is empty: {cause}; {fix}")
+
+
 def build_task_data(task: Task, seed: int, data_root: str | None = None) -> TaskData:
     """Load the task's dataset and split it for ``seed`` (see the module docstring)."""
     ds = load_dataset(task.dataset, data_root)
@@ -146,10 +173,7 @@ def build_task_data(task: Task, seed: int, data_root: str | None = None) -> Task
     if ds.leakage_audit:
         pool, val_idx, test_idx, counts = enforce_leakage_audit(ds, pool, val_idx, test_idx, val_from_train=not ds.has_fixed_val)
         audit.update(counts)
-        if len(val_idx) == 0 or len(test_idx) == 0:
-            raise ValueError(f"task {task.name}: the leakage audit leaves an empty validation or test split ({counts}); "
-                             "every validation/test person also has training images — use a dataset whose "
-                             "validation and test people are disjoint from its training people")
+    check_not_empty(task, ds, val, val_idx, test_idx, audit)
 
     mask = forget_mask(task, ds, seed, pool, order, val.n_carved)
     forget_idx, retain_idx = pool[mask], pool[~mask]

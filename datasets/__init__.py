@@ -143,9 +143,18 @@ def register_dataset(name: str, description: str) -> Callable[[Callable[[Path | 
 
 
 def load_dataset(name: str, data_root: str | Path | None = None) -> ImageDataset:
-    """Load (once per process) the dataset ``name`` from ``data_root`` or its default location."""
+    """Load (once per process) the dataset ``name`` from ``data_root`` or its default location.
+
+    A ``data_root`` that is not a folder is an error — the loaders would search on past it and
+    silently use the system copy — unless ``UNLEARNBENCH_DOWNLOAD=1`` asks to download into it."""
+    from bench.datasets._idx import download_requested
+
     _load_modules()
     spec = DATASETS.get(name)
+    if data_root is not None and not Path(data_root).is_dir() and not download_requested():
+        what = "is not a folder" if Path(data_root).exists() else "does not exist"
+        raise DataMissing(f"--data-root {data_root} {what}; pass the folder that holds the dataset files, or leave "
+                          "--data-root out to use the default locations")
     key = (name, str(data_root or ""))
     if key not in _CACHE:
         _CACHE[key] = spec.load(Path(data_root) if data_root else None)

@@ -20,6 +20,7 @@ import torch
 
 from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
+from bench.references import check_cache
 from bench.registry import list_methods
 from bench.results import stored_runs, write_run
 from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
@@ -104,6 +105,7 @@ def run(
     plan = make_plan(task_list, method_list, seed_list, hp, dev.type)
     for dataset in sorted({r.task.dataset for r in plan.runs}):
         load_dataset(dataset, data_root)  # missing data fails here, loudly, before any work
+    check_cache(settings.cache_dir)  # so does a cache whose content no reference can use
     for task_name, method_name, reason in plan.not_applicable:
         print(f"not applicable: {method_name} on {task_name}: {reason}", file=sys.stderr)
     stored = stored_runs(settings.results_dir)
