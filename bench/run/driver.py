@@ -94,7 +94,7 @@ def run(
     cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``). ``dry_run``:
     print the plan and its estimate, then stop (nothing is trained, run or written).
     """
-    task_list = [tasks] if isinstance(tasks, (str, Task)) else list(tasks) if tasks else list(get_suite(suite or "quick"))
+    task_list = [tasks] if isinstance(tasks, (str, Task)) else list(tasks) if tasks else list(get_suite("quick" if suite is None else suite))
     method_list = [methods] if isinstance(methods, str) else list(methods) if methods else list_methods()
     seed_list = list(seeds)  # checked (integers in range, duplicates merged) by make_plan
     dev = resolve_device(device)
