@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.env import device_label, environment, now
+from bench.files import atomic_write
 
 #: The two reference rows of every (task, seed): the model before unlearning (the do-nothing line
 #: of every ranking) and the model retrained without the forget set (the target).
@@ -117,18 +116,9 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` as Parquet to a temporary file beside ``path``, then rename it into place:
-    readers never see a partial file, and an interruption leaves nothing behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``table`` as Parquet through :func:`bench.files.atomic_write`: readers never see a
+    partial file, an interruption leaves nothing behind, the file's mode follows the umask."""
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_store(results_dir: str | Path) -> pd.DataFrame:

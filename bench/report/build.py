@@ -8,8 +8,6 @@ the only date shown is the latest row timestamp.
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +15,7 @@ from typing import Sequence
 import pandas as pd
 
 from bench.claims import Claim, claims_for
+from bench.files import atomic_write_text
 from bench.report.index import render_index
 from bench.report.pages import GENERATED_HEADER, page_name, render_task
 from bench.report.plots import PLOTS_DIR, plot_files
@@ -69,7 +68,7 @@ def generated_files(out_dir: str | Path) -> list[str]:
 def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
                  plots: bool = True) -> list[Path]:
     """Write :func:`render_report` into ``out_dir`` (created if missing), each file atomically
-    (temporary file in the same folder, then ``os.replace``), and delete the generated files of an
+    (:func:`bench.files.atomic_write`), and delete the generated files of an
     earlier report that this one no longer produces (:func:`generated_files`: a task that left the
     store, a plot no longer drawn). Other files in ``out_dir`` are left alone. Returns the written
     paths, ``index.md`` first."""
@@ -78,18 +77,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Clai
     rendered = render_report(df, claims=claims, plots=plots)
     written = []
     for name, text in rendered.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        written.append(path)
+        written.append(atomic_write_text(out / name, text))
     for name in generated_files(out):
         if name not in rendered:
             (out / name).unlink()
