@@ -60,6 +60,11 @@ class CorruptResults(RuntimeError):
     """One or more result files cannot be read; the message names them."""
 
 
+class StoreNotWritable(RuntimeError):
+    """A run could not be written (disk full, folder no longer writable); the message names the
+    folder and says that nothing stored was changed."""
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=repr)
 
@@ -109,7 +114,14 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
     path = failed_path if failed else ok_path
     if ok_path.exists() and not force:
         raise FileExistsError(f"{ok_path} already holds this run; pass force=True (--force) to redo it")
-    write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
+    try:
+        write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
+    except OSError as err:  # a full disk, a folder made read-only mid-run: the atomic write left nothing
+        raise StoreNotWritable(
+            f"cannot store run {first['task']} {first['method']} seed {first['seed']} in {results_dir}: "
+            f"{err.strerror or err}; nothing stored was changed (this run left no file, the runs stored before "
+            "are intact). Free space there or pass another --results, then run the same `bench run` again "
+            "to do what is missing") from err
     if not failed and failed_path.exists():
         failed_path.unlink()  # the failure record is superseded by the successful re-run
     return path

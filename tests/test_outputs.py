@@ -4,6 +4,7 @@ two overlapping runs on one store both finish, only generated leaderboard files 
 removed, and a user's runs go to their own store (runs/), never into the published one."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -11,11 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.cli import main
 from bench.models import build_model
 from bench.perf import runs as perf_runs
 from bench.references import save_checkpoint
 from bench.report import write_report
 from bench.results import read_store, rows_for_run, run_fields, write_run
+from bench.tasks import TASKS, Task
 
 TASK = "digits-cnn-class"
 
@@ -68,3 +71,63 @@ def test_perf_child_imports_the_running_bench_even_when_pythonpath_has_an_empty_
         perf_runs.run_child("no-such-kind", {})
     assert "usage: python -m bench.perf" in str(err.value)
     assert "decoy" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- 9a: unwritable folders, a full disk
+
+
+@pytest.fixture()
+def registered(synthetic_task: Task):
+    """The synthetic task under its name, so that the CLI can run it."""
+    TASKS.register(synthetic_task.name, synthetic_task)
+    yield synthetic_task.name
+    TASKS._entries.pop(synthetic_task.name, None)
+
+
+def cli_run(task: str, methods: str, tmp_path: Path, cache: Path, *extra: str) -> int:
+    return main(["run", task, methods, "--seeds", "0", "--no-progress", "--results", str(tmp_path / "results"),
+                 "--out", str(tmp_path / "lb"), "--cache", str(cache), *extra])
+
+
+@pytest.mark.parametrize("option", ["--results", "--out", "--cache"])
+def test_a_file_given_as_an_output_folder_is_an_error_before_any_work(
+        option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.run.driver as driver
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the plan was made before the output folders were checked")
+
+    monkeypatch.setattr(driver, "make_plan", no_work)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine\n")
+    folder = {"--results": a_file, "--out": a_file, "--cache": a_file / "cache"}[option]
+    args = {"--results": tmp_path / "results", "--out": tmp_path / "lb", "--cache": tmp_path / "cache"} | {option: folder}
+    rc = main(["run", TASK, "original", "--seeds", "0", "--dry-run", "--no-progress",
+               *[str(x) for kv in args.items() for x in kv]])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"bench: error: {option} {folder}" in err and "is a file, not a folder" in err
+    assert f"pass a folder for {option}" in err
+    assert a_file.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_a_full_disk_at_write_time_is_a_clear_error_and_changes_nothing_stored(
+        registered: str, tmp_path: Path, reference_cache: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.results as results_module
+
+    assert cli_run(registered, "original", tmp_path, reference_cache) == 0
+    store = tmp_path / "results"
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+
+    def disk_full(table, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(results_module, "write_table_atomic", disk_full)
+    capsys.readouterr()
+    assert cli_run(registered, "finetune", tmp_path, reference_cache) == 2
+    err = capsys.readouterr().err
+    assert (f"bench: error: cannot store run {registered} finetune seed 0 in {store}: No space left on device; "
+            "nothing stored was changed") in err
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before

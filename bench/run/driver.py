@@ -20,6 +20,7 @@ import torch
 
 from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
+from bench.files import check_writable_folder
 from bench.registry import list_methods
 from bench.results import stored_runs, write_run
 from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
@@ -101,6 +102,9 @@ def run(
                         str(data_root) if data_root else None, force, progress, executor, jobs, address,
                         cpus_per_run, gpus_per_run)
 
+    outputs = [(settings.results_dir, "--results"), (settings.cache_dir, "--cache")]
+    for folder, option in outputs + ([(Path(leaderboard), "--out")] if leaderboard is not None else []):
+        check_writable_folder(folder, option)  # a file or a read-only folder fails here, before any work
     plan = make_plan(task_list, method_list, seed_list, hp, dev.type)
     for dataset in sorted({r.task.dataset for r in plan.runs}):
         load_dataset(dataset, data_root)  # missing data fails here, loudly, before any work
@@ -167,7 +171,8 @@ def print_plan(plan: Plan, todo: Sequence[RunSpec], graph: Graph, settings: Sett
 
 def execute(graph: Graph, todo: Sequence[RunSpec], settings: Settings) -> list[dict]:
     """Execute ``graph`` on the executor ``settings`` names, behind a progress bar; return the rows
-    written. Ctrl-C cancels what has not started (completed runs are stored) and re-raises."""
+    written. Ctrl-C, or a run that cannot be stored, cancels what has not started (completed runs are
+    stored) and re-raises."""
     from tqdm.auto import tqdm
 
     pool = make_executor(settings.executor, jobs=settings.jobs, address=settings.address,
@@ -177,7 +182,7 @@ def execute(graph: Graph, todo: Sequence[RunSpec], settings: Settings) -> list[d
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}")
     try:
         written = Schedule(pool, ctx, graph, todo, settings, bar).drive()
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a write that failed (a full disk): what has not started is cancelled
         pool.shutdown(cancel=True)
         raise
     finally:
