@@ -60,6 +60,15 @@ class CorruptResults(RuntimeError):
     """One or more result files cannot be read; the message names them."""
 
 
+class AlreadyStored(FileExistsError):
+    """:func:`write_run` of a run whose completed file exists (``path``), without ``force``: the
+    runner skips it (another ``bench run`` on the store finished it meanwhile)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} already holds this run; pass force=True (--force) to redo it")
+        self.path = path
+
+
 class StoreNotWritable(RuntimeError):
     """A run could not be written (disk full, folder no longer writable); the message names the
     folder and says that nothing stored was changed."""
@@ -113,7 +122,7 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
     failed_path = run_path(Path(results_dir), first["task"], first["method"], first["seed"], first["run_id"], failed=True)
     path = failed_path if failed else ok_path
     if ok_path.exists() and not force:
-        raise FileExistsError(f"{ok_path} already holds this run; pass force=True (--force) to redo it")
+        raise AlreadyStored(ok_path)
     try:
         write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
     except OSError as err:  # a full disk, a folder made read-only mid-run: the atomic write left nothing

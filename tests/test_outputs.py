@@ -131,3 +131,35 @@ def test_a_full_disk_at_write_time_is_a_clear_error_and_changes_nothing_stored(
             "nothing stored was changed") in err
     assert "Traceback" not in err
     assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+
+
+# --------------------------------------------------------------------------- 8b: overlapping runs on one store
+
+
+def test_a_run_another_bench_run_stored_meanwhile_is_skipped_and_the_plan_goes_on(
+        registered: str, tmp_path: Path, reference_cache: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.run.driver as driver
+
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    assert cli_run(registered, "original,finetune", other, reference_cache) == 0
+    theirs = {p.relative_to(other / "results"): p.read_bytes() for p in (other / "results").rglob("*.parquet")}
+    real = driver.execute_run
+
+    def overlapped(*args, **kwargs):
+        """The run is computed here while the other `bench run` stores everything it planned."""
+        rows = real(*args, **kwargs)
+        for name, data in theirs.items():
+            (mine / "results" / name).parent.mkdir(parents=True, exist_ok=True)
+            (mine / "results" / name).write_bytes(data)
+        return rows
+
+    monkeypatch.setattr(driver, "execute_run", overlapped)
+    capsys.readouterr()
+    assert cli_run(registered, "original,finetune", mine, reference_cache) == 0
+    out = capsys.readouterr()
+    for method in ("original", "finetune"):
+        assert f"skipped: {registered} {method} seed 0: another `bench run` stored it meanwhile" in out.out
+    assert "error" not in out.err
+    assert {p.relative_to(mine / "results"): p.read_bytes() for p in (mine / "results").rglob("*.parquet")} == theirs
+    assert (mine / "lb" / "index.md").exists()  # the plan went on to its end: the leaderboard is written

@@ -22,7 +22,7 @@ from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
 from bench.files import check_writable_folder
 from bench.registry import list_methods
-from bench.results import stored_runs, write_run
+from bench.results import AlreadyStored, stored_runs, write_run
 from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
 from bench.run.evaluate import failed_rows
 from bench.run.executors import Executor, LostWorker, make_executor
@@ -235,7 +235,7 @@ class Schedule:
         if kind == "ref":
             self.refs_ok.add(item)
             if value.rows:
-                self.written += write_rows(list(value.rows), self.settings.results_dir, True)
+                self.store(list(value.rows))
             self.bar.update(self.graph.ref_seconds[item])
         else:
             self.record(item, value)
@@ -260,12 +260,27 @@ class Schedule:
             self.bar.update(self.graph.run_seconds[item.run_id])
 
     def record(self, planned: RunSpec, rows: list[dict]) -> None:
-        self.written += write_rows(rows, self.settings.results_dir, self.settings.force)
+        if not self.store(rows):
+            self.counts["done"] += 1  # done by another `bench run`
+            return
         ok = rows[0]["status"] == "ok"
         self.counts["done" if ok else "failed"] += 1
         if not ok:
             self.bar.write(f"failed: {planned.task.name} {planned.method} seed {planned.seed}: "
                            f"{rows[0]['error'].splitlines()[0]}")
+
+    def store(self, rows: list[dict]) -> bool:
+        """Write one run's rows; False for a run another ``bench run`` on the store completed
+        meanwhile: that one is kept as it is, said in one line, and the plan goes on."""
+        first = rows[0]
+        try:
+            write_run(rows, self.settings.results_dir, force=self.settings.force)
+        except AlreadyStored as err:
+            self.bar.write(f"skipped: {first['task']} {first['method']} seed {first['seed']}: another `bench run` "
+                           f"stored it meanwhile ({err.path})")
+            return False
+        self.written += rows
+        return True
 
     def show_status(self) -> None:
         """The bar's postfix; a run counts as running once its references are done (capped by the
@@ -276,8 +291,3 @@ class Schedule:
         left = len(self.todo) - self.counts["done"] - self.counts["failed"] - self.counts["lost"]
         self.bar.set_postfix_str(f"done {self.counts['done']} · running {running} · failed {self.counts['failed']} "
                                  f"· left {left - running}")
-
-
-def write_rows(rows: list[dict], results_dir: Path, force: bool) -> list[dict]:
-    write_run(rows, results_dir, force=force or rows[0]["status"] != "ok")
-    return rows
