@@ -110,6 +110,12 @@ def stored_runs(results_dir: str | Path) -> dict[str, str]:
     return out
 
 
+def stored_tasks(results_dir: str | Path) -> list[str]:
+    """The tasks that have runs in the store (the first folder level of its layout), sorted."""
+    root = Path(results_dir)
+    return sorted({p.relative_to(root).parts[0] for p in root.rglob("*.parquet")}) if root.is_dir() else []
+
+
 def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False) -> Path:
     """Write one run's rows atomically; refuses to overwrite a completed run unless ``force``."""
     if not rows:

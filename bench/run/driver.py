@@ -22,7 +22,7 @@ from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
 from bench.files import check_writable_folder
 from bench.registry import list_methods
-from bench.results import AlreadyStored, stored_runs, write_run
+from bench.results import AlreadyStored, stored_runs, stored_tasks, write_run
 from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
 from bench.run.evaluate import failed_rows
 from bench.run.executors import Executor, LostWorker, make_executor
@@ -106,6 +106,10 @@ def run(
     for folder, option in outputs + ([(Path(leaderboard), "--out")] if leaderboard is not None else []):
         check_writable_folder(folder, option)  # a file or a read-only folder fails here, before any work
     plan = make_plan(task_list, method_list, seed_list, hp, dev.type)
+    if leaderboard is not None:  # a file of the user's in the leaderboard's way fails here, not after the work
+        from bench.report import refuse_foreign_files, report_names
+
+        refuse_foreign_files(leaderboard, report_names({r.task.name for r in plan.runs} | set(stored_tasks(results))))
     for dataset in sorted({r.task.dataset for r in plan.runs}):
         load_dataset(dataset, data_root)  # missing data fails here, loudly, before any work
     for task_name, method_name, reason in plan.not_applicable:
