@@ -6,11 +6,17 @@ folders checked before any work.
   sees a partial file and an interruption leaves nothing behind. The temporary file is created
   like :func:`open` creates one (mode ``0666 & ~umask``), not 0600 as :func:`tempfile.mkstemp`
   does: a cache or results folder shared between users (the README's Ray cache) stays readable.
+* :data:`USER_RESULTS` and :data:`USER_LEADERBOARD`: where every command reads and writes by
+  default, the user's own store under ``runs/`` (ignored by git). A checkout's published
+  ``results/`` and ``leaderboard/`` are touched only when named (``--results results --out
+  leaderboard``), so a newcomer's first ``bench run`` computes the suite instead of finding it
+  all published, and a user's runs never mix with the published ones.
 * :func:`check_writable_folder`: ``--results``, ``--cache`` and ``--out`` are checked before
   anything is trained, so a file given as a folder or a read-only folder is an error at once,
   not after the run was computed.
 
-The lowest layer of the package: it imports nothing of ``bench``.
+The lowest layer of the package: it imports nothing of ``bench`` (and nothing heavy: the CLI
+reads its defaults from here).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+USER_RESULTS = "runs/results"
+USER_LEADERBOARD = "runs/leaderboard"
 #: The mode of a new file before the umask applies (what :func:`open` uses).
 NEW_FILE_MODE = 0o666
 

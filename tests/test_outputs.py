@@ -217,3 +217,24 @@ def test_bench_run_refuses_a_file_it_did_not_generate_in_out_before_any_work(
     assert f"bench: error: {out / f'{TASK}.md'}: not written by `bench report`" in err
     assert f"Remove it or choose another --out" in err
     assert files_of(out) == {f"{TASK}.md": b"my notes on the task\n"}
+
+
+# --------------------------------------------------------------------------- the user's own store
+
+
+def test_a_users_first_bench_run_in_a_checkout_computes_into_runs_and_never_touches_the_published_store(
+        registered: str, tmp_path: Path, reference_cache: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a checkout: its published store already holds the run
+    plan = ["run", registered, "original", "--seeds", "0", "--no-progress", "--cache", str(reference_cache)]
+    assert main([*plan, "--results", "results", "--out", "leaderboard"]) == 0
+    published = {name: files_of(tmp_path / name) for name in ("results", "leaderboard")}
+    capsys.readouterr()
+    assert main(plan) == 0
+    out = capsys.readouterr()
+    assert "0 already stored, 1 to do" in out.err  # computed, not found among the published runs
+    assert f"results:     {tmp_path / 'runs' / 'results'}" in out.out
+    assert f"leaderboard: {tmp_path / 'runs' / 'leaderboard' / 'index.md'}" in out.out
+    assert len(list((tmp_path / "runs" / "results").rglob("*.parquet"))) == 2  # the run and its oracle
+    assert main(["report"]) == 0 and f"index: {tmp_path / 'runs' / 'leaderboard' / 'index.md'}" in capsys.readouterr().out
+    assert {name: files_of(tmp_path / name) for name in ("results", "leaderboard")} == published

@@ -20,7 +20,7 @@ import torch
 
 from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
-from bench.files import check_writable_folder
+from bench.files import USER_LEADERBOARD, USER_RESULTS, check_writable_folder
 from bench.registry import list_methods
 from bench.results import AlreadyStored, stored_runs, stored_tasks, write_run
 from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
@@ -73,8 +73,8 @@ def run(
     suite: str | None = None,
     hp: dict[str, Any] | None = None,
     device: str = "cpu",
-    results: str | Path = "results",
-    leaderboard: str | Path | None = "leaderboard",
+    results: str | Path = USER_RESULTS,
+    leaderboard: str | Path | None = USER_LEADERBOARD,
     cache: str | Path | None = None,
     data_root: str | Path | None = None,
     force: bool = False,
@@ -89,7 +89,8 @@ def run(
     """Run task × method × seed, store the rows, regenerate the leaderboard; return the new rows.
 
     ``tasks`` and ``methods`` default to the ``suite`` (``"quick"``: the digits tasks) and to every
-    registered method. Runs already in ``results`` are skipped unless ``force``. ``executor``:
+    registered method. ``results`` and ``leaderboard`` default to the user's own store under ``runs/``
+    (:data:`bench.files.USER_RESULTS`). Runs already in ``results`` are skipped unless ``force``. ``executor``:
     ``local`` (in this process), ``processes`` (``jobs`` workers) or ``ray`` (``address`` of a
     cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``). ``dry_run``:
     print the plan and its estimate, then stop (nothing is trained, run or written).
