@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from bench.files import USER_LEADERBOARD, USER_RESULTS
 from bench.lookup import UnknownName
 
 
@@ -196,8 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--hp", nargs="*", default=[], metavar="NAME=VALUE", help="hyperparameter overrides")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--results", default="results", help="results directory (default ./results)")
-    p.add_argument("--out", default="leaderboard", help="leaderboard directory (default ./leaderboard)")
+    p.add_argument("--results", default=USER_RESULTS, help=f"results directory (default ./{USER_RESULTS}, your own; "
+                   "the published store of a checkout is results/)")
+    p.add_argument("--out", default=USER_LEADERBOARD, help=f"leaderboard directory (default ./{USER_LEADERBOARD}; "
+                   "the published one is leaderboard/)")
     p.add_argument("--cache", default=None, help="reference-model cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
     p.add_argument("--data-root", default=None, help="where dataset files live")
     p.add_argument("--force", action="store_true", help="redo runs that are already stored")
@@ -225,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_audit)
 
     p = sub.add_parser("report", help="write the leaderboard markdown from the results store")
-    p.add_argument("--results", default="results")
-    p.add_argument("--out", default="leaderboard")
+    p.add_argument("--results", default=USER_RESULTS, help=f"results directory (default ./{USER_RESULTS}; publish "
+                   "with --results results --out leaderboard)")
+    p.add_argument("--out", default=USER_LEADERBOARD, help=f"leaderboard directory (default ./{USER_LEADERBOARD})")
     p.add_argument("--check", action="store_true", help="write nothing: regenerate in memory and exit 1 with a diff "
                    "when --out is stale, edited by hand, or lacks or has extra generated files")
     p.set_defaults(fn=cmd_report)
@@ -261,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Throughput of model-only training (the limit), of the harness's training and "
                        "evaluation, and of a torchvision Dataset+DataLoader pipeline; the overhead share and peak memory "
                        "of one method run; the wall time of a fully cached re-run. Prints a table and writes it as "
-                       "Parquet (default: perf/ beside the results directory).")
+                       f"Parquet (default: perf/ beside the results directory, ./{Path(USER_RESULTS).parent}/perf).")
     p.add_argument("--task", nargs="+", default=["digits-cnn-class", "fmnist-lenet-class"], help="task name(s)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu); AMP on CUDA where the task's recipe allows")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's own choice)")
@@ -274,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-methods", default=None, help="methods of the cached re-run, comma-separated (default: those "
                    "stored completely in --results, else original,finetune)")
     p.add_argument("--rerun-seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--results", default="results", help="results directory (read only: copied for the re-run)")
+    p.add_argument("--results", default=USER_RESULTS, help=f"results directory (default ./{USER_RESULTS}; read only: "
+                   "copied for the re-run)")
     p.add_argument("--cache", default=None, help="reference-model cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
     p.add_argument("--data-root", default=None, help="where dataset files live")
     p.add_argument("--out", default=None, help="a .parquet file, or a folder for perf-<time>.parquet "

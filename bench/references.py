@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 import weakref
 from dataclasses import asdict, dataclass
@@ -29,10 +28,11 @@ from typing import Callable, Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from bench.data import Split, TaskData, seed_stream
 from bench.datasets import ImageDataset
+from bench.files import atomic_write
 from bench.models import Classifier, build_model, state_hash
 from bench.results import ORACLE, ORIGINAL
 from bench.train import train_with_recipe
@@ -198,8 +198,9 @@ class CorruptCheckpoint(ValueError):
 
 
 def save_checkpoint(path: Path, model: Classifier, *, key: str, seconds: float, device: str, task: str) -> None:
-    """Write ``model``'s weights as safetensors atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``model``'s weights as safetensors atomically (:func:`bench.files.atomic_write`). The
+    bytes are serialized here and written by us: ``safetensors.torch.save_file`` makes its file
+    0600 whatever the umask, which would lock others out of a shared cache."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
         "format": CACHE_FORMAT,
@@ -210,14 +211,8 @@ def save_checkpoint(path: Path, model: Classifier, *, key: str, seconds: float, 
         "task": task,
         "weights_sha256": state_hash(model),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    blob = save(state, metadata=meta)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
 def load_checkpoint(path: Path, model: Classifier, *, expected_key: str | None = None) -> tuple[float, str]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.env import device_label, environment, now
+from bench.files import atomic_write
 
 #: The two reference rows of every (task, seed): the model before unlearning (the do-nothing line
 #: of every ranking) and the model retrained without the forget set (the target).
@@ -61,6 +60,20 @@ class CorruptResults(RuntimeError):
     """One or more result files cannot be read; the message names them."""
 
 
+class AlreadyStored(FileExistsError):
+    """:func:`write_run` of a run whose completed file exists (``path``), without ``force``: the
+    runner skips it (another ``bench run`` on the store finished it meanwhile)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} already holds this run; pass force=True (--force) to redo it")
+        self.path = path
+
+
+class StoreNotWritable(RuntimeError):
+    """A run could not be written (disk full, folder no longer writable); the message names the
+    folder and says that nothing stored was changed."""
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=repr)
 
@@ -97,6 +110,12 @@ def stored_runs(results_dir: str | Path) -> dict[str, str]:
     return out
 
 
+def stored_tasks(results_dir: str | Path) -> list[str]:
+    """The tasks that have runs in the store (the first folder level of its layout), sorted."""
+    root = Path(results_dir)
+    return sorted({p.relative_to(root).parts[0] for p in root.rglob("*.parquet")}) if root.is_dir() else []
+
+
 def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False) -> Path:
     """Write one run's rows atomically; refuses to overwrite a completed run unless ``force``."""
     if not rows:
@@ -109,26 +128,24 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
     failed_path = run_path(Path(results_dir), first["task"], first["method"], first["seed"], first["run_id"], failed=True)
     path = failed_path if failed else ok_path
     if ok_path.exists() and not force:
-        raise FileExistsError(f"{ok_path} already holds this run; pass force=True (--force) to redo it")
-    write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
+        raise AlreadyStored(ok_path)
+    try:
+        write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
+    except OSError as err:  # a full disk, a folder made read-only mid-run: the atomic write left nothing
+        raise StoreNotWritable(
+            f"cannot store run {first['task']} {first['method']} seed {first['seed']} in {results_dir}: "
+            f"{err.strerror or err}; nothing stored was changed (this run left no file, the runs stored before "
+            "are intact). Free space there or pass another --results, then run the same `bench run` again "
+            "to do what is missing") from err
     if not failed and failed_path.exists():
         failed_path.unlink()  # the failure record is superseded by the successful re-run
     return path
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` as Parquet to a temporary file beside ``path``, then rename it into place:
-    readers never see a partial file, and an interruption leaves nothing behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``table`` as Parquet through :func:`bench.files.atomic_write`: readers never see a
+    partial file, an interruption leaves nothing behind, the file's mode follows the umask."""
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_store(results_dir: str | Path) -> pd.DataFrame:

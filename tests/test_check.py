@@ -300,7 +300,7 @@ def test_stale_missing_and_extra_files_fail(fresh: tuple[Path, Path]):
     results, out = fresh
     (out / "plots" / f"{TASK}-runtime.svg").unlink()
     (out / "old-task.md").write_text(GENERATED_HEADER + "\n# Task `old-task`\n", encoding="utf-8")
-    (out / "plots" / "old-task-tradeoff.svg").write_text("<svg/>", encoding="utf-8")
+    (out / "plots" / "old-task-tradeoff.svg").write_bytes((out / "plots" / f"{TASK}-tradeoff.svg").read_bytes())
     (out / "README.md").write_text("not generated\n", encoding="utf-8")  # not ours: ignored
     diffs = leaderboard_diff(read_store(results), out)
     assert [(d.name, d.kind) for d in diffs] == [

@@ -5,7 +5,7 @@ the source with :mod:`ast`. A module may import one of a strictly lower layer, o
 layer as long as no cycle forms; an upward import or a cycle fails, naming the pair. The layers,
 lowest first, are those of DESIGN.md:
 
-    env, lookup < tasks, registry, results, datasets < data, splits, leakage, models, train
+    env, lookup, files < tasks, registry, results, datasets < data, splits, leakage, models, train
         < references, metrics, mia, group, claims, methods < report < run < compare < check, perf < cli < bench
 
 ``bench.registry`` loads the bundled methods by importing the ``bench.methods`` package (a plugin
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {"bench": ROOT / "bench", "bench.methods": ROOT / "methods", "bench.datasets": ROOT / "datasets"}
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bench.env", "bench.lookup"),
+    ("bench.env", "bench.lookup", "bench.files"),
     ("bench.tasks", "bench.registry", "bench.results", "bench.datasets"),
     ("bench.data", "bench.splits", "bench.leakage", "bench.models", "bench.train"),
     ("bench.references", "bench.metrics", "bench.mia", "bench.group", "bench.claims", "bench.methods"),

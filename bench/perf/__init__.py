@@ -87,6 +87,7 @@ import pandas as pd
 import torch
 
 from bench.env import default_cache_dir, resolve_device
+from bench.files import USER_RESULTS
 from bench.perf.clock import load_average
 from bench.perf.pipelines import measure_pipelines
 from bench.perf.runs import measure_cached_rerun, measure_run, resolve_task_names
@@ -108,7 +109,7 @@ def run_perf(
     rerun: Sequence[str | Task] | str | None = "quick",
     rerun_methods: Sequence[str] | None = None,
     rerun_seeds: Sequence[int] = (0, 1, 2),
-    results: str | Path = "results",
+    results: str | Path = USER_RESULTS,
     cache: str | Path | None = None,
     data_root: str | Path | None = None,
     seed: int = 0,

@@ -13,6 +13,7 @@ Both halves that run in the child process are reached by ``python -m bench.perf 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 
 import torch
 
-from bench.env import default_cache_dir, resolve_device
+from bench.env import SOURCE_ROOT, default_cache_dir, resolve_device
 from bench.group import Group, prepare_group
 from bench.perf.clock import load_average
 from bench.perf.table import PerfRow, ratio
@@ -105,11 +106,21 @@ def child_command(kind: str, payload: dict[str, Any]) -> list[str]:
     return [sys.executable, SAFE_PATH, "-m", "bench.perf", kind, json.dumps(payload)]
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment with ``PYTHONPATH`` led by the folder this process imported
+    ``bench`` from. ``-P`` keeps the current directory off the child's path only where the
+    interpreter adds it: an empty or relative ``PYTHONPATH`` entry (``export
+    PYTHONPATH=$PYTHONPATH:/x`` with an empty one leaves a leading ``:``, which means ".") still
+    puts it there, and a ``bench/`` folder in it would shadow the code the parent runs."""
+    rest = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=str(SOURCE_ROOT) + (os.pathsep + rest if rest else ""))
+
+
 def run_child(kind: str, payload: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """Run ``python -m bench.perf KIND PAYLOAD`` (a fresh interpreter); return its wall time and
     the JSON object it printed as its last line of stdout."""
     start = time.perf_counter()
-    proc = subprocess.run(child_command(kind, payload), capture_output=True, text=True)
+    proc = subprocess.run(child_command(kind, payload), capture_output=True, text=True, env=child_environment())
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"bench perf: the {kind} subprocess failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")

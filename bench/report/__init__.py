@@ -15,11 +15,14 @@ writes them; :func:`leaderboard_diff` is ``bench report --check``. The pipeline,
 
 Numbers that papers publish for a task's setting (:mod:`bench.claims`) are shown beside ours, labelled.
 """
-from bench.report.build import FileDiff, format_leaderboard_diff, generated_files, leaderboard_diff, render_report, write_report
+from bench.report.build import (
+    FileDiff, format_leaderboard_diff, generated_files, leaderboard_diff, refuse_foreign_files, render_report, report_names,
+    write_report,
+)
 from bench.report.pages import GENERATED_HEADER
 from bench.report.stats import aggregate
 
 __all__ = [
     "GENERATED_HEADER", "FileDiff", "aggregate", "format_leaderboard_diff", "generated_files", "leaderboard_diff",
-    "render_report", "write_report",
+    "refuse_foreign_files", "render_report", "report_names", "write_report",
 ]

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pandas as pd
 
 from bench.claims import Claim, claims_for
+from bench.files import atomic_write_text
 from bench.report.index import render_index
 from bench.report.pages import GENERATED_HEADER, page_name, render_task
-from bench.report.plots import PLOTS_DIR, plot_files
+from bench.report.plots import PLOT_KINDS, PLOTS_DIR, plot_files, plot_name
 from bench.report.select import check_rows, select_task_rows
 from bench.report.stats import per_seed_table, summarize
 
@@ -49,47 +49,57 @@ def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, pl
     return out
 
 
+def is_generated(path: Path) -> bool:
+    """Whether ``path`` is a leaderboard file ``bench report`` wrote: a file whose first line (a
+    page) or second line (a plot, after its XML declaration) is :data:`GENERATED_HEADER`."""
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        lines = [handle.readline() for _ in range(2 if path.suffix == ".svg" else 1)]
+    return lines[-1].rstrip("\r\n") == GENERATED_HEADER
+
+
 def generated_files(out_dir: str | Path) -> list[str]:
-    """The generated files in ``out_dir`` (relative names, sorted): top-level ``*.md`` that start
-    with the generated header, and every ``*.svg`` under ``plots/``. Other files are not ours."""
+    """The generated files in ``out_dir`` (relative names, sorted): top-level ``*.md`` and
+    ``plots/*.svg`` that carry the marker (:func:`is_generated`). Other files are not ours: never
+    replaced or removed, nested folders under ``plots/`` not looked into."""
     out = Path(out_dir)
     if not out.is_dir():
         return []
-    names = []
-    for path in sorted(out.glob("*.md")):
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            if handle.readline().rstrip("\r\n") == GENERATED_HEADER:
-                names.append(path.name)
-    plots = out / PLOTS_DIR
-    if plots.is_dir():
-        names += [p.relative_to(out).as_posix() for p in sorted(plots.rglob("*.svg"))]
-    return sorted(names)
+    candidates = [*out.glob("*.md"), *(out / PLOTS_DIR).glob("*.svg")]
+    return sorted(p.relative_to(out).as_posix() for p in candidates if is_generated(p))
+
+
+def report_names(tasks: Iterable[str]) -> list[str]:
+    """Every file a leaderboard of ``tasks`` may write: ``index.md``, the task pages, their plots."""
+    return ["index.md", *(name for task in sorted(set(tasks))
+                          for name in (page_name(task), *(plot_name(task, kind) for kind, _ in PLOT_KINDS)))]
+
+
+def refuse_foreign_files(out_dir: str | Path, names: Iterable[str]) -> None:
+    """Raise FileExistsError naming those of ``names`` that exist in ``out_dir`` without the
+    generated-file marker: a report never overwrites a file it did not write."""
+    out = Path(out_dir)
+    foreign = [out / name for name in names if os.path.lexists(out / name) and not is_generated(out / name)]
+    if foreign:
+        raise FileExistsError(
+            f"{', '.join(str(p) for p in foreign)}: not written by `bench report` (no line {GENERATED_HEADER}), so "
+            f"the leaderboard does not replace {'it' if len(foreign) == 1 else 'them'}; nothing was written to {out}. "
+            f"Remove {'it' if len(foreign) == 1 else 'them'} or choose another --out")
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
                  plots: bool = True) -> list[Path]:
     """Write :func:`render_report` into ``out_dir`` (created if missing), each file atomically
-    (temporary file in the same folder, then ``os.replace``), and delete the generated files of an
-    earlier report that this one no longer produces (:func:`generated_files`: a task that left the
-    store, a plot no longer drawn). Other files in ``out_dir`` are left alone. Returns the written
-    paths, ``index.md`` first."""
+    (:func:`bench.files.atomic_write`), and delete the generated files of an earlier report that
+    this one no longer produces (:func:`generated_files`: a task that left the store, a plot no
+    longer drawn). A file in the way that is not generated is an error before anything is written
+    (:func:`refuse_foreign_files`); other files in ``out_dir`` are left alone. Returns the
+    written paths, ``index.md`` first."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     rendered = render_report(df, claims=claims, plots=plots)
-    written = []
-    for name, text in rendered.items():
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        written.append(path)
+    refuse_foreign_files(out, rendered)
+    written = [atomic_write_text(out / name, text) for name, text in rendered.items()]
     for name in generated_files(out):
         if name not in rendered:
             (out / name).unlink()

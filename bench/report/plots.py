@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from bench.report.cells import rank_of
+from bench.report.pages import GENERATED_HEADER
 from bench.report.select import TaskRows
 from bench.results import ORACLE, ORIGINAL
 from bench.tasks import TASKS
 
-#: Sub-folder of the leaderboard that holds the generated plots (every ``*.svg`` in it is generated).
+#: Sub-folder of the leaderboard that holds the generated plots (those of its ``*.svg`` that carry the marker).
 PLOTS_DIR = "plots"
 
 #: Style of every plot: matplotlib's defaults, then these. ``svg.hashsalt`` fixes the ids that
@@ -72,7 +73,8 @@ def figure_svg(draw, *, height: float = 4.8) -> str:
     CPUs, AVX2 vs. AVX-512). The SVG writer names each clip path by a hash of its rectangle at full
     precision, so one bit of layout noise would change the ids of the file. The layout is therefore
     run once, each axes' position rounded to :data:`LAYOUT_DECIMALS` decimals of the figure, and
-    the figure written with those fixed positions: the bytes depend on the results only."""
+    the figure written with those fixed positions: the bytes depend on the results only. The second
+    line is :data:`GENERATED_HEADER` (an XML comment): what marks the file as ours to replace."""
     import io
 
     import matplotlib
@@ -88,7 +90,8 @@ def figure_svg(draw, *, height: float = 4.8) -> str:
             ax.set_position([round(v, LAYOUT_DECIMALS) for v in ax.get_position().bounds])
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata=SVG_METADATA)
-    return buf.getvalue()
+    declaration, _, rest = buf.getvalue().partition("\n")
+    return f"{declaration}\n{GENERATED_HEADER}\n{rest}"  # the marker of a generated file, after <?xml ...?>
 
 
 def style_of(i: int, entry: str) -> dict[str, object]:
@@ -249,6 +252,11 @@ def plot_files(selected: TaskRows, table: pd.DataFrame, values: pd.DataFrame | N
     for kind, alt in PLOT_KINDS:
         if made[kind] is not None:
             svg, caption = made[kind]
-            out[f"{PLOTS_DIR}/{selected.task}-{kind}.svg"] = (svg, alt, caption)
+            out[plot_name(selected.task, kind)] = (svg, alt, caption)
     return out
+
+
+def plot_name(task: str, kind: str) -> str:
+    """The leaderboard-relative name of one plot of ``task`` (``kind`` of :data:`PLOT_KINDS`)."""
+    return f"{PLOTS_DIR}/{task}-{kind}.svg"
 

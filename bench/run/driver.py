@@ -20,9 +20,10 @@ import torch
 
 from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
+from bench.files import USER_LEADERBOARD, USER_RESULTS, check_writable_folder
 from bench.references import check_cache
 from bench.registry import list_methods
-from bench.results import stored_runs, write_run
+from bench.results import AlreadyStored, stored_runs, stored_tasks, write_run
 from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
 from bench.run.evaluate import failed_rows
 from bench.run.executors import Executor, LostWorker, make_executor
@@ -73,8 +74,8 @@ def run(
     suite: str | None = None,
     hp: dict[str, Any] | None = None,
     device: str = "cpu",
-    results: str | Path = "results",
-    leaderboard: str | Path | None = "leaderboard",
+    results: str | Path = USER_RESULTS,
+    leaderboard: str | Path | None = USER_LEADERBOARD,
     cache: str | Path | None = None,
     data_root: str | Path | None = None,
     force: bool = False,
@@ -89,7 +90,8 @@ def run(
     """Run task × method × seed, store the rows, regenerate the leaderboard; return the new rows.
 
     ``tasks`` and ``methods`` default to the ``suite`` (``"quick"``: the digits tasks) and to every
-    registered method. Runs already in ``results`` are skipped unless ``force``. ``executor``:
+    registered method. ``results`` and ``leaderboard`` default to the user's own store under ``runs/``
+    (:data:`bench.files.USER_RESULTS`). Runs already in ``results`` are skipped unless ``force``. ``executor``:
     ``local`` (in this process), ``processes`` (``jobs`` workers) or ``ray`` (``address`` of a
     cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``). ``dry_run``:
     print the plan and its estimate, then stop (nothing is trained, run or written).
@@ -102,7 +104,14 @@ def run(
                         str(data_root) if data_root else None, force, progress, executor, jobs, address,
                         cpus_per_run, gpus_per_run)
 
+    outputs = [(settings.results_dir, "--results"), (settings.cache_dir, "--cache")]
+    for folder, option in outputs + ([(Path(leaderboard), "--out")] if leaderboard is not None else []):
+        check_writable_folder(folder, option)  # a file or a read-only folder fails here, before any work
     plan = make_plan(task_list, method_list, seed_list, hp, dev.type)
+    if leaderboard is not None:  # a file of the user's in the leaderboard's way fails here, not after the work
+        from bench.report import refuse_foreign_files, report_names
+
+        refuse_foreign_files(leaderboard, report_names({r.task.name for r in plan.runs} | set(stored_tasks(results))))
     for dataset in sorted({r.task.dataset for r in plan.runs}):
         load_dataset(dataset, data_root)  # missing data fails here, loudly, before any work
     check_cache(settings.cache_dir)  # so does a cache whose content no reference can use
@@ -169,7 +178,8 @@ def print_plan(plan: Plan, todo: Sequence[RunSpec], graph: Graph, settings: Sett
 
 def execute(graph: Graph, todo: Sequence[RunSpec], settings: Settings) -> list[dict]:
     """Execute ``graph`` on the executor ``settings`` names, behind a progress bar; return the rows
-    written. Ctrl-C cancels what has not started (completed runs are stored) and re-raises."""
+    written. Ctrl-C, or a run that cannot be stored, cancels what has not started (completed runs are
+    stored) and re-raises."""
     from tqdm.auto import tqdm
 
     pool = make_executor(settings.executor, jobs=settings.jobs, address=settings.address,
@@ -179,7 +189,7 @@ def execute(graph: Graph, todo: Sequence[RunSpec], settings: Settings) -> list[d
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} est-s [{elapsed}<{remaining}] {postfix}")
     try:
         written = Schedule(pool, ctx, graph, todo, settings, bar).drive()
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a write that failed (a full disk): what has not started is cancelled
         pool.shutdown(cancel=True)
         raise
     finally:
@@ -232,7 +242,7 @@ class Schedule:
         if kind == "ref":
             self.refs_ok.add(item)
             if value.rows:
-                self.written += write_rows(list(value.rows), self.settings.results_dir, True)
+                self.store(list(value.rows))
             self.bar.update(self.graph.ref_seconds[item])
         else:
             self.record(item, value)
@@ -257,12 +267,27 @@ class Schedule:
             self.bar.update(self.graph.run_seconds[item.run_id])
 
     def record(self, planned: RunSpec, rows: list[dict]) -> None:
-        self.written += write_rows(rows, self.settings.results_dir, self.settings.force)
+        if not self.store(rows):
+            self.counts["done"] += 1  # done by another `bench run`
+            return
         ok = rows[0]["status"] == "ok"
         self.counts["done" if ok else "failed"] += 1
         if not ok:
             self.bar.write(f"failed: {planned.task.name} {planned.method} seed {planned.seed}: "
                            f"{rows[0]['error'].splitlines()[0]}")
+
+    def store(self, rows: list[dict]) -> bool:
+        """Write one run's rows; False for a run another ``bench run`` on the store completed
+        meanwhile: that one is kept as it is, said in one line, and the plan goes on."""
+        first = rows[0]
+        try:
+            write_run(rows, self.settings.results_dir, force=self.settings.force)
+        except AlreadyStored as err:
+            self.bar.write(f"skipped: {first['task']} {first['method']} seed {first['seed']}: another `bench run` "
+                           f"stored it meanwhile ({err.path})")
+            return False
+        self.written += rows
+        return True
 
     def show_status(self) -> None:
         """The bar's postfix; a run counts as running once its references are done (capped by the
@@ -273,8 +298,3 @@ class Schedule:
         left = len(self.todo) - self.counts["done"] - self.counts["failed"] - self.counts["lost"]
         self.bar.set_postfix_str(f"done {self.counts['done']} · running {running} · failed {self.counts['failed']} "
                                  f"· left {left - running}")
-
-
-def write_rows(rows: list[dict], results_dir: Path, force: bool) -> list[dict]:
-    write_run(rows, results_dir, force=force or rows[0]["status"] != "ok")
-    return rows
