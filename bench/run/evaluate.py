@@ -2,8 +2,9 @@
 returns; the oracle's reference rows; and the fields every row of a run shares, for completed and
 failed runs alike (:func:`common_fields`, the one place they are built).
 
-What the timer covers is the method call alone: the data view and the model copy are made before
-it, the forward passes and metrics after it.
+What the timer covers is the method call alone: the data view (a private copy of every split it
+holds) and the model copy are made before it, the forward passes, metrics and the check that the
+method left its inputs unchanged after it.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from bench.data import Split, TaskData, method_view, seed_stream
+from bench.data import Split, TaskData, changed_inputs, method_view, private_copy, seed_stream
 from bench.group import split_logits
 from bench.metrics import Evaluation, SplitLogits, compute_metrics
 from bench.models import state_hash
@@ -79,7 +80,8 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
                            surrogate=(run.task.surrogate or "") if "surrogate" in spec.uses else "")
     try:
         hp = run.hp
-        data = method_view(td, spec.uses, model_factory(td), retain_fraction=hp.get("retain_fraction"), surrogate=surrogate)
+        source = method_view(td, spec.uses, model_factory(td), retain_fraction=hp.get("retain_fraction"), surrogate=surrogate)
+        data = private_copy(source)
         model = copy.deepcopy(refs.original.model).to(device)
         torch.manual_seed(seed_stream(run.seed, "method", spec.name))
         sync(device)
@@ -89,6 +91,10 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
         runtime = time.perf_counter() - start
         if not isinstance(result, nn.Module):
             raise TypeError(f"method {spec.name} returned {type(result).__name__}, not an nn.Module")
+        edited = changed_inputs(data, source)
+        if edited:
+            raise RuntimeError(f"method {spec.name} changed the data it was given in place ({', '.join(edited)}); "
+                               "a method must not edit its inputs: copy a tensor before changing it (x.clone())")
         values = model_metrics(result, td, oracle_forget, device=device, runtime=runtime,
                                oracle_seconds=refs.oracle.train_seconds, timings=timings)
         common["model_hash"] = state_hash(result)

@@ -1,0 +1,62 @@
+"""Isolation of a method from the harness and from every other run (issue 19): a method gets data
+it cannot change for anyone else and nothing that leads to undeclared data; a run whose method
+edits its inputs, exits, kills its process, hangs or returns a diverged model is stored as failed
+with the reason (or, for a diverged model, with what can still be computed), and the sweep goes on.
+
+The misbehaving methods live in tests/plugin_misbehaving_methods.py, registered through
+$UNLEARNBENCH_PLUGINS so that worker processes register them too.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import bench
+from bench.registry import METHODS
+
+TESTS_DIR = Path(__file__).parent
+PLUGIN = "plugin_misbehaving_methods"
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    """The misbehaving methods, registered here and in any worker process; unregistered after."""
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+    monkeypatch.setenv("UNLEARNBENCH_PLUGINS", PLUGIN)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    sys.modules.pop(PLUGIN, None)
+    module = importlib.import_module(PLUGIN)
+    names = [n for n in METHODS.names() if getattr(METHODS.get(n).fn, "__module__", "") == PLUGIN]
+    yield module
+    for name in names:
+        METHODS._entries.pop(name, None)
+    sys.modules.pop(PLUGIN, None)
+
+
+def run(task, methods, tmp_path: Path, store: str = "results", **kwargs) -> list[dict]:
+    """``bench.run`` into ``tmp_path`` (one shared reference cache), seed 0, no leaderboard."""
+    return bench.run(task, methods, seeds=[0], results=tmp_path / store, leaderboard=None,
+                     cache=tmp_path / "cache", progress=False, **kwargs)
+
+
+def by_method(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """method → metric → row ("" for the one row of a failed run)."""
+    out: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        out.setdefault(r["method"], {})[r["metric"]] = r
+    return out
+
+
+def test_a_method_that_zeroes_its_retain_set_cannot_change_the_next_methods_numbers(synthetic_task, plugin,
+                                                                                     tmp_path: Path) -> None:
+    clean = by_method(run(synthetic_task, ["original"], tmp_path, "clean"))
+    after = by_method(run(synthetic_task, ["zeroes_retain", "original"], tmp_path))
+    failed = after["zeroes_retain"][""]
+    assert failed["status"] == "failed"
+    assert "changed the data it was given in place (retain.x)" in failed["error"]
+    for metric in ("retain_accuracy", "forget_accuracy", "test_accuracy", "mia_efficacy"):
+        assert after["original"][metric]["value"] == clean["original"][metric]["value"], metric
