@@ -60,3 +60,43 @@ def test_a_method_that_zeroes_its_retain_set_cannot_change_the_next_methods_numb
     assert "changed the data it was given in place (retain.x)" in failed["error"]
     for metric in ("retain_accuracy", "forget_accuracy", "test_accuracy", "mia_efficacy"):
         assert after["original"][metric]["value"] == clean["original"][metric]["value"], metric
+
+
+def reachable(*roots: object) -> list[object]:
+    """Every object reachable from ``roots`` through references (``gc.get_referents``: attributes,
+    closures, containers, a partial's arguments), except modules, classes and module namespaces:
+    a method can import any module anyway; what it must not find is data reached from its arguments."""
+    import gc
+    import types
+
+    namespaces = {id(vars(m)) for m in list(sys.modules.values()) if m is not None}
+    seen: dict[int, object] = {}
+    stack = list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (types.ModuleType, type)) or id(obj) in namespaces:
+            continue
+        seen[id(obj)] = obj
+        stack.extend(gc.get_referents(obj))
+    return list(seen.values())
+
+
+def test_nothing_a_method_without_declared_data_receives_leads_to_the_test_or_forget_set(synthetic_task, plugin,
+                                                                                       tmp_path: Path) -> None:
+    import torch
+
+    from bench.data import TaskData
+    from bench.run import jobs
+
+    rows = run(synthetic_task, ["received"], tmp_path)
+    assert {r["status"] for r in rows} == {"ok"}
+    model, data = plugin.RECEIVED
+    assert data.init_model().__class__ is model.__class__  # it still builds the architecture
+    td = next(g.td for (task, seed, _), g in jobs._GROUPS.items() if task == synthetic_task and seed == 0)
+    forbidden = {td.test.x.untyped_storage().data_ptr(): "test.x", td.forget.x.untyped_storage().data_ptr(): "forget.x",
+                 td.retain.x.untyped_storage().data_ptr(): "retain.x", td.train.x.untyped_storage().data_ptr(): "train.x"}
+    found = reachable(model, data)
+    assert not [o for o in found if isinstance(o, TaskData)], "a TaskData is reachable from the method's arguments"
+    leaks = {forbidden[t.untyped_storage().data_ptr()] for t in found
+             if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() in forbidden}
+    assert not leaks, f"undeclared data reachable from the method's arguments: {sorted(leaks)}"
