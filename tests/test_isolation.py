@@ -100,3 +100,20 @@ def test_nothing_a_method_without_declared_data_receives_leads_to_the_test_or_fo
     leaks = {forbidden[t.untyped_storage().data_ptr()] for t in found
              if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() in forbidden}
     assert not leaks, f"undeclared data reachable from the method's arguments: {sorted(leaks)}"
+
+
+def test_a_diverged_model_keeps_its_accuracies_and_its_attacks_are_failed_with_the_reason(synthetic_task, plugin,
+                                                                                         tmp_path: Path) -> None:
+    from bench.results import read_store
+    from bench.run import jobs
+
+    rows = by_method(run(synthetic_task, ["diverges"], tmp_path))["diverges"]
+    td = next(g.td for (task, seed, _), g in jobs._GROUPS.items() if task == synthetic_task and seed == 0)
+    logits = td.dataset.num_classes * (len(td.forget) + len(td.retain) + len(td.test))
+    for metric in ("forget_accuracy", "retain_accuracy", "test_accuracy", "runtime_seconds"):
+        assert rows[metric]["status"] == "ok" and rows[metric]["value"] == rows[metric]["value"], metric  # not NaN
+    for metric in ("mia_efficacy", "mia_efficacy_entropy", "mia_auc", "mia_cv_accuracy", "js_to_oracle", "nomus"):
+        assert rows[metric]["status"] == "failed", metric
+        assert rows[metric]["error"] == f"the model's outputs are not finite (NaN/inf in {logits} of {logits} logits)"
+    stored = read_store(tmp_path / "results")
+    assert set(stored.loc[stored["status"] == "ok", "metric"]) >= {"forget_accuracy", "retain_accuracy", "test_accuracy"}

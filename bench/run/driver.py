@@ -261,6 +261,10 @@ class Schedule:
         if not ok:
             self.bar.write(f"failed: {planned.task.name} {planned.method} seed {planned.seed}: "
                            f"{rows[0]['error'].splitlines()[0]}")
+        refused = [r for r in rows if ok and r["status"] != "ok"]
+        if refused:
+            self.bar.write(f"not computed: {', '.join(r['metric'] for r in refused)} of {planned.task.name} "
+                           f"{planned.method} seed {planned.seed}: {refused[0]['error']}")
 
     def show_status(self) -> None:
         """The bar's postfix; a run counts as running once its references are done (capped by the
