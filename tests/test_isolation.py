@@ -88,7 +88,7 @@ def test_nothing_a_method_without_declared_data_receives_leads_to_the_test_or_fo
     from bench.data import TaskData
     from bench.run import jobs
 
-    rows = run(synthetic_task, ["received"], tmp_path)
+    rows = run(synthetic_task, ["received"], tmp_path, timeout=0)  # in this process, to look at what it received
     assert {r["status"] for r in rows} == {"ok"}
     model, data = plugin.RECEIVED
     assert data.init_model().__class__ is model.__class__  # it still builds the architecture
@@ -105,10 +105,10 @@ def test_nothing_a_method_without_declared_data_receives_leads_to_the_test_or_fo
 def test_a_diverged_model_keeps_its_accuracies_and_its_attacks_are_failed_with_the_reason(synthetic_task, plugin,
                                                                                          tmp_path: Path) -> None:
     from bench.results import read_store
-    from bench.run import jobs
+    from bench.splits import build_task_data
 
     rows = by_method(run(synthetic_task, ["diverges"], tmp_path))["diverges"]
-    td = next(g.td for (task, seed, _), g in jobs._GROUPS.items() if task == synthetic_task and seed == 0)
+    td = build_task_data(synthetic_task, 0)
     logits = td.dataset.num_classes * (len(td.forget) + len(td.retain) + len(td.test))
     for metric in ("forget_accuracy", "retain_accuracy", "test_accuracy", "runtime_seconds"):
         assert rows[metric]["status"] == "ok" and rows[metric]["value"] == rows[metric]["value"], metric  # not NaN
@@ -117,3 +117,24 @@ def test_a_diverged_model_keeps_its_accuracies_and_its_attacks_are_failed_with_t
         assert rows[metric]["error"] == f"the model's outputs are not finite (NaN/inf in {logits} of {logits} logits)"
     stored = read_store(tmp_path / "results")
     assert set(stored.loc[stored["status"] == "ok", "metric"]) >= {"forget_accuracy", "retain_accuracy", "test_accuracy"}
+
+
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_a_method_that_exits_or_kills_its_process_is_a_failed_run_and_the_sweep_goes_on(synthetic_task, plugin, executor,
+                                                                                         tmp_path: Path) -> None:
+    rows = by_method(run(synthetic_task, ["calls_sys_exit", "kills_its_process", "original"], tmp_path,
+                         executor=executor, jobs=2))
+    exited, killed = rows["calls_sys_exit"][""], rows["kills_its_process"][""]
+    assert exited["status"] == "failed" and "method calls_sys_exit called sys.exit(3)" in exited["error"]
+    assert killed["status"] == "failed" and "its worker process died (exit code 7)" in killed["error"]
+    assert {r["status"] for r in rows["original"].values()} == {"ok"}
+    assert {r["status"] for r in rows["oracle"].values()} == {"ok"}
+
+
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_a_method_that_never_returns_is_stopped_at_its_time_limit_and_the_sweep_goes_on(synthetic_task, plugin, executor,
+                                                                                        tmp_path: Path) -> None:
+    rows = by_method(run(synthetic_task, ["never_returns", "original"], tmp_path, executor=executor, jobs=2, timeout=10))
+    hung = rows["never_returns"][""]
+    assert hung["status"] == "failed" and "exceeded its time limit of 10 s (--timeout)" in hung["error"]
+    assert {r["status"] for r in rows["original"].values()} == {"ok"}

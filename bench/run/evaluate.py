@@ -112,6 +112,10 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
         return metric_rows(common, computed)
     except Exception as err:  # noqa: BLE001 - a failing method is recorded and the suite goes on
         return [failed_row(common, err)]
+    except SystemExit as err:  # sys.exit() in a method ends the method, not the sweep
+        exited = RuntimeError(f"method {spec.name} called sys.exit({err.code!r}); a method returns its model or raises")
+        exited.__cause__ = err
+        return [failed_row(common, exited)]
 
 
 def oracle_rows(task: Task, td: TaskData, oracle: Reference, oracle_logits: dict[str, SplitLogits], device: torch.device) -> list[dict]:
