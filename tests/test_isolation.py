@@ -138,3 +138,20 @@ def test_a_method_that_never_returns_is_stopped_at_its_time_limit_and_the_sweep_
     hung = rows["never_returns"][""]
     assert hung["status"] == "failed" and "exceeded its time limit of 10 s (--timeout)" in hung["error"]
     assert {r["status"] for r in rows["original"].values()} == {"ok"}
+
+
+def test_the_estimate_and_the_default_time_limit_grow_with_the_epochs_a_run_asks_for(synthetic_task) -> None:
+    from bench.registry import get_method
+    from bench.run.estimate import TIMEOUT_FLOOR, Throughput, estimate_group, run_limit
+    from bench.run.plan import make_plan
+    from bench.splits import build_task_data
+
+    td = build_task_data(synthetic_task, 0)
+    speed = Throughput(train=1000.0, forward=1e5, attacks=0.0)
+    own = get_method("finetune").resolve(synthetic_task.name)["epochs"]
+    runs = {e: make_plan([synthetic_task], ["finetune"], [0], {"epochs": e}).runs[0] for e in (own, 10**9)}
+    est = estimate_group(td, list(runs.values()), refs_cached=(True, True), speed=speed, ratios={})
+    default, huge = est.runs[runs[own].run_id], est.runs[runs[10**9].run_id]
+    assert huge > 10**9 / own / 10 * default, "a billion epochs estimated like the method's own setting"
+    assert run_limit(default, None) == TIMEOUT_FLOOR and run_limit(huge, None) > huge
+    assert run_limit(huge, 0) is None and run_limit(huge, 60) == 60
