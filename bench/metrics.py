@@ -1,4 +1,5 @@
 """Metrics: pure functions of predicted logits (and the oracle's), one registry entry each.
+(Over 300 lines because every metric and composite score is declared here, one home each.)
 
 Logits are collected once per model per split (:class:`Evaluation`); every metric reads them and
 returns ``(value, n)`` — the raw float and the number of examples it was computed on. Each entry

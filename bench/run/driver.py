@@ -21,7 +21,7 @@ import torch
 
 from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
-from bench.registry import list_methods
+from bench.registry import get_method, importable, list_methods
 from bench.results import stored_runs, write_run
 from bench.run.estimate import (PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput,
                                 run_limit, runtime_ratios)
@@ -213,6 +213,11 @@ class Schedule:
         for planned in todo:
             deps = [ref_handles[key] for key in graph.run_refs[planned.run_id]]
             limit = run_limit(graph.run_seconds[planned.run_id], settings.timeout)
+            if limit is not None and not importable(get_method(planned.method)):
+                print(f"note: {planned.method} is registered in this process only, so it runs here without a "
+                      "time limit; define it in a module named in $UNLEARNBENCH_PLUGINS to have one",
+                      file=sys.stderr)
+                limit = None
             self.handles[pool.submit(execute_run, (planned, ctx), deps, limit)] = ("run", planned)
 
     def drive(self) -> list[dict]:
