@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         hp=parse_hp(args.hp), device=args.device, results=args.results, leaderboard=args.out,
         cache=args.cache, data_root=args.data_root, force=args.force, progress=not args.no_progress,
         executor=args.executor, jobs=args.jobs, address=args.address, cpus_per_run=args.cpus_per_run,
-        gpus_per_run=args.gpus_per_run, dry_run=args.dry_run,
+        gpus_per_run=args.gpus_per_run, dry_run=args.dry_run, timeout=args.timeout,
     )
     if args.dry_run:
         return 0
@@ -215,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address for --executor ray (default: start a local Ray)")
     p.add_argument("--cpus-per-run", type=non_negative_float, default=1.0, help="CPUs each Ray task asks for (default 1)")
     p.add_argument("--gpus-per-run", type=non_negative_float, default=0.0, help="GPUs each Ray task asks for (default 0)")
+    p.add_argument("--timeout", type=non_negative_float, default=None, metavar="SECONDS",
+                   help="stop a method run after SECONDS and store it as failed (default: 10 × its estimated time, "
+                        "at least 300 s; 0: no limit, the local executor then runs methods in this process). A "
+                        "limited run executes in a worker process, so a method that hangs, exits or kills its "
+                        "process fails alone and the sweep goes on (not enforced on --executor ray)")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("ls", help="list tasks, methods or metrics")

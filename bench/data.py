@@ -5,7 +5,9 @@
   the images are split).
 * :class:`MethodData` (:func:`method_view`): what a method sees — the data it declared, the
   validation split, and what the request itself says (the classes to forget, the task's
-  recipe); undeclared data is ``None``. :func:`surrogate_split` makes the task's surrogate images.
+  recipe); undeclared data is ``None``. :func:`private_copy` gives a method tensors of its own
+  and :func:`changed_inputs` says whether it edited them. :func:`surrogate_split` makes the
+  task's surrogate images.
 * Seed streams (:func:`seed_stream`, :func:`generator`): every random choice draws from the run
   seed and a named purpose, stable across machines.
 * :func:`batches` and :func:`to_float`: uint8 images → float32 batches in [0, 1], the models'
@@ -14,7 +16,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -155,6 +157,27 @@ def method_view(
         seed=td.seed,
         init_model=init_model,
     )
+
+
+def private_copy(view: MethodData) -> MethodData:
+    """``view`` with its own copy of every split's tensors: the cached splits of a group serve
+    every run of it, so a method editing its data in place (``data.retain.x.zero_()``) would
+    otherwise change the numbers of every method after it."""
+    copies = {f.name: Split(s.name, s.x.clone(), s.y.clone())
+              for f in fields(view) if isinstance(s := getattr(view, f.name), Split)}
+    return replace(view, **copies)
+
+
+def changed_inputs(given: MethodData, source: MethodData) -> list[str]:
+    """The tensors of ``given`` (a :func:`private_copy` of ``source``) that a method changed:
+    ``["retain.x", ...]``, empty when it changed none. Its numbers are then not those of the data
+    it declared, so the run is recorded as failed."""
+    changed = []
+    for f in fields(source):
+        ours, theirs = getattr(source, f.name), getattr(given, f.name)
+        if isinstance(ours, Split) and isinstance(theirs, Split):
+            changed += [f"{f.name}.{t}" for t in ("x", "y") if not torch.equal(getattr(ours, t), getattr(theirs, t))]
+    return changed
 
 
 def batches(

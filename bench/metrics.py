@@ -1,4 +1,5 @@
 """Metrics: pure functions of predicted logits (and the oracle's), one registry entry each.
+(Over 300 lines because every metric and composite score is declared here, one home each.)
 
 Logits are collected once per model per split (:class:`Evaluation`); every metric reads them and
 returns ``(value, n)`` — the raw float and the number of examples it was computed on. Each entry
@@ -57,7 +58,9 @@ class Evaluation:
 class Metric:
     """A stored metric. ``undefined_for``: methods whose value of it means nothing, shown on the
     leaderboard as ``– (<undefined_why>)`` instead of a number (the original's speed-up: it does no
-    work, so its runtime is the time of a copy)."""
+    work, so its runtime is the time of a copy). ``needs_finite``: the metric has no value when a
+    logit is NaN or inf (the attacks' scikit-learn models refuse them; a divergence is NaN), so
+    such a model's run records it as failed (:func:`refused_metrics`) instead."""
 
     name: str
     fn: Callable[[Evaluation], tuple[float, int]]
@@ -66,6 +69,7 @@ class Metric:
     applies: Callable[[Evaluation], bool] = lambda ev: True
     undefined_for: tuple[str, ...] = ()
     undefined_why: str = ""
+    needs_finite: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,13 @@ COMPOSITES: Registry[Composite] = Registry("composite score")
 
 
 def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None,
-                    *, undefined_for: tuple[str, ...] = (), undefined_why: str = ""):
+                    *, undefined_for: tuple[str, ...] = (), undefined_why: str = "", needs_finite: bool = False):
     if bool(undefined_for) != bool(undefined_why):
         raise ValueError(f"metric {name!r}: give undefined_for and undefined_why together (the methods, and why)")
 
     def wrap(fn: Callable[[Evaluation], tuple[float, int]]):
         METRICS.register(name, Metric(name, fn, goal, description, applies or (lambda ev: True),
-                                      undefined_for, undefined_why))
+                                      undefined_for, undefined_why, needs_finite))
         return fn
 
     return wrap
@@ -175,7 +179,8 @@ def speedup(ev: Evaluation) -> tuple[float, int]:
     return float(ev.oracle_seconds / ev.runtime_seconds), 1
 
 
-@register_metric("mia_efficacy", "oracle", "SalUn MIA-efficacy, SVC on true-class confidence: share of D_f called non-member")
+@register_metric("mia_efficacy", "oracle", "SalUn MIA-efficacy, SVC on true-class confidence: share of D_f called non-member",
+                 needs_finite=True)
 def mia_efficacy(ev: Evaluation) -> tuple[float, int]:
     return mia.mia_efficacy(
         ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
@@ -183,7 +188,7 @@ def mia_efficacy(ev: Evaluation) -> tuple[float, int]:
     ), len(ev.forget)
 
 
-@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy")
+@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy", needs_finite=True)
 def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
     return mia.mia_efficacy(
         ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
@@ -191,20 +196,23 @@ def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
     ), len(ev.forget)
 
 
-@register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, balanced; 0.5 = indistinguishable")
+@register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, balanced; 0.5 = indistinguishable",
+                 needs_finite=True)
 def mia_auc(ev: Evaluation) -> tuple[float, int]:
     members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
     value, n = mia.loss_auc(members, nonmembers, seed=ev.seed)
     return value, n
 
 
-@register_metric("mia_cv_accuracy", "oracle", "DLFD/MUFAC attack: 10-split CV logistic regression on losses, D_f vs D_t balanced")
+@register_metric("mia_cv_accuracy", "oracle", "DLFD/MUFAC attack: 10-split CV logistic regression on losses, D_f vs D_t balanced",
+                 needs_finite=True)
 def mia_cv_accuracy(ev: Evaluation) -> tuple[float, int]:
     members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
     return mia.cv_attack_accuracy(members, nonmembers, seed=ev.seed)
 
 
-@register_metric("js_to_oracle", "min", "mean Jensen–Shannon divergence (nats) of softmax outputs from the oracle's on D_f")
+@register_metric("js_to_oracle", "min", "mean Jensen–Shannon divergence (nats) of softmax outputs from the oracle's on D_f",
+                 needs_finite=True)
 def js_to_oracle(ev: Evaluation) -> tuple[float, int]:
     """JS(P‖Q) = ½ KL(P‖M) + ½ KL(Q‖M), M = ½(P + Q), P = softmax(f(x)), Q = softmax(f_oracle(x)),
     natural log, averaged over x ∈ D_f. Symmetric by definition; 0 ≤ JS ≤ ln 2."""
@@ -221,7 +229,8 @@ def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
     return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
 
 
-@register_metric("nomus", "max", "MUFAC's NoMUS: ½·test_accuracy + ½·(1 − 2·|mia_cv_accuracy − 0.5|)")
+@register_metric("nomus", "max", "MUFAC's NoMUS: ½·test_accuracy + ½·(1 − 2·|mia_cv_accuracy − 0.5|)",
+                 needs_finite=True)
 def nomus(ev: Evaluation) -> tuple[float, int]:
     """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA and A_mia on our test split."""
     acc, n = test_accuracy(ev)
@@ -266,9 +275,30 @@ def tow(gaps: np.ndarray) -> np.ndarray:
 THREADED_METRICS = ("mia_efficacy", "mia_efficacy_entropy")
 
 
+def non_finite_logits(ev: Evaluation) -> str:
+    """Why the model's logits cannot feed every metric, or ``""`` when they can: the count of NaN
+    or inf among its logits on D_f, D_r and D_t (D_ft is part of D_t)."""
+    splits = (ev.forget, ev.retain, ev.test)
+    bad = sum(int((~torch.isfinite(s.logits)).sum()) for s in splits)
+    if not bad:
+        return ""
+    return f"the model's outputs are not finite (NaN/inf in {bad} of {sum(s.logits.numel() for s in splits)} logits)"
+
+
+def refused_metrics(ev: Evaluation) -> dict[str, str]:
+    """The metrics that apply to ``ev`` but have no value from its logits → the reason (a model
+    whose outputs are not finite: every metric declared ``needs_finite``)."""
+    reason = non_finite_logits(ev)
+    if not reason:
+        return {}
+    return {name: reason for name, m in METRICS.items() if m.applies(ev) and m.needs_finite}
+
+
 def compute_metrics(ev: Evaluation) -> dict[str, tuple[float, int]]:
-    """Every registered metric that applies to ``ev``: name → (value, n), in registry order."""
-    names = [name for name, m in METRICS.items() if m.applies(ev)]
+    """Every registered metric that applies to ``ev`` and has a value (not in
+    :func:`refused_metrics`): name → (value, n), in registry order."""
+    refused = refused_metrics(ev)
+    names = [name for name, m in METRICS.items() if m.applies(ev) and name not in refused]
     workers = min(len(names), torch.get_num_threads())
     if workers <= 1:
         return {n: METRICS.get(n).fn(ev) for n in names}

@@ -23,6 +23,7 @@ import sys
 import time
 import weakref
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -71,17 +72,15 @@ def dataset_facts(td: TaskData) -> tuple[str, tuple[float, ...], tuple[float, ..
 
 
 def model_factory(td: TaskData) -> Callable[[], Classifier]:
-    """A function building the task's architecture with the seed's initial weights."""
+    """A callable building the task's architecture with the seed's initial weights.
+
+    A ``partial`` over the few numbers the architecture needs, not a closure over ``td``: a method
+    receives it as ``data.init_model``, and a closure would let it reach the task's test and
+    forget sets through ``init_model.__closure__`` whatever data it declared."""
     _, mean, std = dataset_facts(td)
     c, h, _ = td.dataset.image_shape
-
-    def init() -> Classifier:
-        return build_model(
-            td.task.arch, in_channels=c, image_size=h, num_classes=td.dataset.num_classes,
-            mean=mean, std=std, seed=seed_stream(td.seed, "init"),
-        )
-
-    return init
+    return partial(build_model, td.task.arch, in_channels=c, image_size=h, num_classes=td.dataset.num_classes,
+                   mean=mean, std=std, seed=seed_stream(td.seed, "init"))
 
 
 def reference_key(kind: str, td: TaskData, device: torch.device) -> str:

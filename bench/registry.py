@@ -184,12 +184,26 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
+def plugin_modules() -> list[str]:
+    """The modules named in ``$UNLEARNBENCH_PLUGINS`` (comma-separated import paths)."""
+    import os
+
+    return [m.strip() for m in os.environ.get("UNLEARNBENCH_PLUGINS", "").split(",") if m.strip()]
+
+
+def importable(spec: MethodSpec) -> bool:
+    """Whether a fresh worker process registers ``spec`` too: a bundled method or one of a plugin
+    module, not one defined in a notebook, a script's ``__main__`` or inside a function."""
+    module = getattr(spec.fn, "__module__", "")
+    return ((module.startswith("bench.methods.") or module in plugin_modules())
+            and "<locals>" not in getattr(spec.fn, "__qualname__", "<locals>"))
+
+
 def load_methods() -> None:
     """Import every module of :mod:`bench.methods`, which registers the bundled methods, then the
     modules named in ``$UNLEARNBENCH_PLUGINS`` (comma-separated import paths): methods outside the
     package register the same way, and worker processes import them too."""
     import importlib
-    import os
     import pkgutil
 
     import bench.methods as package
@@ -197,7 +211,7 @@ def load_methods() -> None:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"bench.methods.{info.name}")
-    for module in filter(None, (m.strip() for m in os.environ.get("UNLEARNBENCH_PLUGINS", "").split(","))):
+    for module in plugin_modules():
         try:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - a broken plugin raises anything while it is imported

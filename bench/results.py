@@ -202,6 +202,14 @@ def rows_for_run(common: dict, metrics: Iterable[tuple[str, float, int]]) -> lis
     return [common | {"metric": name, "value": float(value), "n": int(n)} for name, value, n in metrics]
 
 
+def failed_metric_rows(common: dict, refused: dict[str, str]) -> list[dict]:
+    """The rows of the metrics a completed run could not compute (metric → the reason): status
+    "failed", value NaN, the reason as the error — no number is stored as if it were measured.
+    They follow the run's ok rows in its file (the first row names the run's status)."""
+    return [common | {"metric": name, "value": float("nan"), "n": 0, "status": "failed", "error": reason}
+            for name, reason in refused.items()]
+
+
 def failed_row(common: dict, err: BaseException) -> dict[str, Any]:
     """The one row of a failed run: its common fields, status "failed", and the error with its
     traceback (the reason a reader of the store sees)."""

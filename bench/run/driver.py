@@ -6,7 +6,8 @@ oracle's logits once, then for every planned method: copy the original, hand the
 it declared (timed, nothing else inside the timer), predict logits once per split, compute every
 metric (:mod:`bench.run.evaluate`). The oracle itself is stored as the reference run ``oracle`` of
 each (task, seed). Runs already stored are skipped (``force`` redoes them); a method that raises
-is stored as a failed run with its traceback and the suite goes on.
+is stored as a failed run with its traceback and the suite goes on; so is one that runs past its
+time limit, exits or kills its worker process (:mod:`bench.run.workers`).
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from bench.datasets import load_dataset
 from bench.env import default_cache_dir, resolve_device
 from bench.files import USER_LEADERBOARD, USER_RESULTS, check_writable_folder
 from bench.references import check_cache
-from bench.registry import list_methods
+from bench.registry import get_method, importable, list_methods
 from bench.results import AlreadyStored, stored_runs, stored_tasks, write_run
-from bench.run.estimate import PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput, runtime_ratios
+from bench.run.estimate import (PUBLISHED_RESULTS, Throughput, estimate_group, format_seconds, probe_throughput,
+                                run_limit, runtime_ratios)
 from bench.run.evaluate import failed_rows
 from bench.run.executors import Executor, LostWorker, make_executor
 from bench.run.jobs import Context, ReferenceJob, build_reference, execute_run, reference_jobs_for
@@ -48,6 +50,7 @@ class Settings:
     address: str | None
     cpus_per_run: float
     gpus_per_run: float
+    timeout: float | None = None  # seconds per run; None: the default from its estimate; 0: no limit
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,6 +89,7 @@ def run(
     cpus_per_run: float = 1.0,
     gpus_per_run: float = 0.0,
     dry_run: bool = False,
+    timeout: float | None = None,
 ) -> list[dict]:
     """Run task × method × seed, store the rows, regenerate the leaderboard; return the new rows.
 
@@ -94,15 +98,21 @@ def run(
     (:data:`bench.files.USER_RESULTS`). Runs already in ``results`` are skipped unless ``force``. ``executor``:
     ``local`` (in this process), ``processes`` (``jobs`` workers) or ``ray`` (``address`` of a
     cluster, else a local Ray; each run asks for ``cpus_per_run`` / ``gpus_per_run``). ``dry_run``:
-    print the plan and its estimate, then stop (nothing is trained, run or written).
+    print the plan and its estimate, then stop (nothing is trained, run or written). ``timeout``:
+    seconds a method run may take before it is stopped and stored as failed (default: ten times
+    its estimate, at least 300 s; ``0``: no limit, and the local executor runs the method in this
+    process, where a debugger can follow it). A limited run executes in a worker process that can
+    be killed, so a method that hangs, exits or kills its process fails alone.
     """
+    if timeout is not None and not (timeout >= 0 and timeout != float("inf")):
+        raise ValueError(f"--timeout must be a number of seconds >= 0 (0: no limit), got {timeout}")
     task_list = [tasks] if isinstance(tasks, (str, Task)) else list(tasks) if tasks else list(get_suite("quick" if suite is None else suite))
     method_list = [methods] if isinstance(methods, str) else list(methods) if methods else list_methods()
     seed_list = list(seeds)  # checked (integers in range, duplicates merged) by make_plan
     dev = resolve_device(device)
     settings = Settings(dev, Path(results), Path(cache) if cache else default_cache_dir(),
                         str(data_root) if data_root else None, force, progress, executor, jobs, address,
-                        cpus_per_run, gpus_per_run)
+                        cpus_per_run, gpus_per_run, timeout)
 
     outputs = [(settings.results_dir, "--results"), (settings.cache_dir, "--cache")]
     for folder, option in outputs + ([(Path(leaderboard), "--out")] if leaderboard is not None else []):
@@ -214,7 +224,13 @@ class Schedule:
         self.handles: dict[Any, tuple[str, Any]] = {h: ("ref", key) for key, h in ref_handles.items()}
         for planned in todo:
             deps = [ref_handles[key] for key in graph.run_refs[planned.run_id]]
-            self.handles[pool.submit(execute_run, (planned, ctx), deps)] = ("run", planned)
+            limit = run_limit(graph.run_seconds[planned.run_id], settings.timeout)
+            if limit is not None and not importable(get_method(planned.method)):
+                print(f"note: {planned.method} is registered in this process only, so it runs here without a "
+                      "time limit; define it in a module named in $UNLEARNBENCH_PLUGINS to have one",
+                      file=sys.stderr)
+                limit = None
+            self.handles[pool.submit(execute_run, (planned, ctx), deps, limit)] = ("run", planned)
 
     def drive(self) -> list[dict]:
         """Wait for the jobs until none is left; return the rows written. Raises when runs were
@@ -250,10 +266,7 @@ class Schedule:
         self.show_status()
 
     def lost(self, kind: str, item: Any, err: LostWorker) -> None:
-        """A job whose worker died: the plan stops, or goes on without it, as the executor declares."""
-        if self.pool.lost_worker_stops_plan:
-            raise RuntimeError(f"a worker process died ({err}); completed runs are stored — run the same "
-                               "`bench run` again to do what is missing") from err.cause
+        """A job whose Ray worker or node was lost: the plan goes on without it."""
         if kind == "run":
             self.counts["lost"] += 1
         self.bar.write(f"lost worker: {item if kind == 'ref' else item.run_id}: {err.cause}")
@@ -275,6 +288,10 @@ class Schedule:
         if not ok:
             self.bar.write(f"failed: {planned.task.name} {planned.method} seed {planned.seed}: "
                            f"{rows[0]['error'].splitlines()[0]}")
+        refused = [r for r in rows if ok and r["status"] != "ok"]
+        if refused:
+            self.bar.write(f"not computed: {', '.join(r['metric'] for r in refused)} of {planned.task.name} "
+                           f"{planned.method} seed {planned.seed}: {refused[0]['error']}")
 
     def store(self, rows: list[dict]) -> bool:
         """Write one run's rows; False for a run another ``bench run`` on the store completed

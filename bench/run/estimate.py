@@ -15,7 +15,8 @@ import torch
 from bench import mia
 from bench.data import TaskData
 from bench.references import model_factory
-from bench.results import CorruptResults, read_store
+from bench.registry import get_method
+from bench.results import CorruptResults, canonical_json, read_store
 from bench.run.plan import RunSpec
 from bench.train import make_optimizer, sync, train_step
 
@@ -91,8 +92,9 @@ def estimate_group(td: TaskData, runs: Sequence[RunSpec], *, refs_cached: tuple[
       pass (the oracle's logits) and ``setup_seconds`` (data loading, measured by the caller);
     * a method: ``ratios[(task, method, hyperparameters)]`` (its runtime / the oracle's training
       time, from stored runs: :func:`runtime_ratios`) × the oracle's estimated training time;
-      with no stored run, :data:`PRIOR_RATIOS` (``original`` 0, ``retrain`` 1) and a quarter of the
-      oracle's time for any other method.
+      with no stored run of these hyperparameters, the ratio of the method's own setting for the
+      task (else :data:`PRIOR_RATIOS`: ``original`` 0, ``retrain`` 1, a quarter for any other
+      method) × :func:`epoch_scale`, so that ``--hp epochs=1000`` is estimated at 1000 epochs.
     """
     epochs = td.task.recipe.epochs
     original = 0.0 if refs_cached[0] else epochs * len(td.train) / speed.train
@@ -103,9 +105,35 @@ def estimate_group(td: TaskData, runs: Sequence[RunSpec], *, refs_cached: tuple[
     oracle = (0.0 if refs_cached[1] else oracle_train) + (evaluation if oracle_rows else 0.0) + forward + setup_seconds
     per_run = {}
     for r in runs:
-        ratio = ratios.get((r.task.name, r.method, r.hyperparameters), PRIOR_RATIOS.get(r.method, 0.25))
+        ratio = ratios.get((r.task.name, r.method, r.hyperparameters))
+        if ratio is None:
+            own, scale = epoch_scale(r)
+            ratio = ratios.get((r.task.name, r.method, own), PRIOR_RATIOS.get(r.method, 0.25)) * scale
         per_run[r.run_id] = ratio * oracle_train + evaluation
     return GroupEstimate(original=original, oracle=oracle, runs=per_run)
+
+
+def epoch_scale(run: RunSpec) -> tuple[str, float]:
+    """The method's own hyperparameters for the run's task (canonical JSON) and the run's epochs
+    over theirs (1 for a method without ``epochs``): runtime grows with the epochs trained."""
+    own = get_method(run.method).resolve(run.task.name)
+    epochs, base = run.hp.get("epochs"), own.get("epochs")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (epochs, base))
+    return canonical_json(own), float(epochs) / base if numbers and base else 1.0
+
+
+#: The default time limit of a run (``--timeout``): TIMEOUT_FACTOR × its estimated seconds, and
+#: never under TIMEOUT_FLOOR seconds, since estimates from the prior can be several times off.
+TIMEOUT_FACTOR = 10.0
+TIMEOUT_FLOOR = 300.0
+
+
+def run_limit(estimate: float, timeout: float | None) -> float | None:
+    """A run's time limit in seconds: ``timeout`` when given (0: no limit), else the default
+    from its ``estimate``."""
+    if timeout is None:
+        return max(TIMEOUT_FLOOR, TIMEOUT_FACTOR * estimate)
+    return float(timeout) or None
 
 
 #: Results published with the source tree; their runtimes seed the estimate of runs never made here.

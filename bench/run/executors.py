@@ -2,29 +2,28 @@
 (``processes``) or a Ray cluster (``ray``). Every executor is an object with one interface
 (:class:`Executor`); the driver never asks which one it has.
 
-* ``submit(fn, args, deps)`` → a handle: the job ``fn(*args, *results of deps)``, where ``deps``
-  are handles of earlier jobs. The executor resolves them itself: local and processes hold the job
-  until its dependencies are done (a failed dependency fails the job with the same error); Ray
-  hands the object refs to the task, so Ray orders the graph and ships the weights.
+* ``submit(fn, args, deps, limit)`` → a handle: the job ``fn(*args, *results of deps)``, where
+  ``deps`` are handles of earlier jobs. The executor resolves them itself: local and processes
+  hold the job until its dependencies are done (a failed dependency fails the job with the same
+  error); Ray hands the object refs to the task, so Ray orders the graph and ships the weights.
+  A job with a ``limit`` (seconds) runs in a worker process that is killed when it runs longer
+  (:mod:`bench.run.workers`): it fails with :class:`~bench.run.workers.RunTimedOut`, a job whose
+  worker process died with :class:`~bench.run.workers.WorkerDied`, and the other jobs go on.
 * ``wait(handles)`` → the finished ones (at least one); ``result(handle)`` → the job's value, or
-  raises its error; a job whose worker died raises :class:`LostWorker`, whatever the backend.
-* ``lost_worker_stops_plan``: the executor's policy for a :class:`LostWorker` (a broken process
-  pool can run nothing more; a Ray cluster goes on without the lost job). ``ships_weights``:
-  reference jobs return their weights, so workers need no shared cache. ``slots``: how many jobs
-  run at once. ``shutdown(cancel)``.
+  raises its error; a Ray job whose node or worker was lost raises :class:`LostWorker` (the plan
+  goes on without it). ``ships_weights``: reference jobs return their weights, so workers need no
+  shared cache. ``slots``: how many jobs run at once. ``shutdown(cancel)``.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from functools import partial
-from multiprocessing import get_context
+from concurrent.futures import Future
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
 from bench.lookup import unknown_message
+from bench.run.workers import WorkerPool
 
 EXECUTORS = ("local", "processes", "ray")
 
@@ -41,9 +40,8 @@ class Executor(Protocol):
     name: str
     slots: int
     ships_weights: bool
-    lost_worker_stops_plan: bool
 
-    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Any] = ()) -> Any: ...
+    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Any] = (), limit: float | None = None) -> Any: ...
 
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
 
@@ -61,19 +59,20 @@ class LocalExecutor:
     """Runs each job in this process, one at a time, when the driver waits for it (what tests and
     small suites use). A job runs only when :meth:`wait` is called, so the driver writes every
     finished run before the next one starts: Ctrl-C loses at most the run in progress, and the
-    progress bar moves run by run."""
+    progress bar moves run by run. A job with a limit runs in one worker process (started on first
+    use, replaced when killed), the others in this process."""
 
     name = "local"
     slots = 1
     ships_weights = False
-    lost_worker_stops_plan = False  # no worker to lose: the jobs run in this process
 
     def __init__(self) -> None:
-        self._pending: dict[Future, tuple[Callable[..., Any], tuple, Sequence[Future]]] = {}
+        self._pending: dict[Future, tuple[Callable[..., Any], tuple, Sequence[Future], float | None]] = {}
+        self.worker = WorkerPool(1, torch.get_num_threads())  # this process's threads: the same numbers
 
-    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Future] = ()) -> Future:
+    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Future] = (), limit: float | None = None) -> Future:
         future: Future = Future()
-        self._pending[future] = (fn, args, tuple(deps))
+        self._pending[future] = (fn, args, tuple(deps), limit)
         return future
 
     def wait(self, handles: Sequence[Future]) -> list[Future]:
@@ -93,10 +92,16 @@ class LocalExecutor:
         return []
 
     def _execute(self, handle: Future) -> None:
-        fn, args, deps = self._pending.pop(handle)
+        fn, args, deps, limit = self._pending.pop(handle)
         for dep in deps:
             if dep in self._pending:
                 self._execute(dep)
+        if limit is not None and failed_dependency(deps) is None:
+            job = self.worker.submit(fn, (*args, *[d.result() for d in deps]), limit)
+            while not job.done():
+                self.worker.poll()
+            copy_outcome(job, handle)
+            return
         try:
             handle.set_result(fn(*args, *[d.result() for d in deps]))
         except BaseException as err:  # noqa: BLE001 - delivered through the future, like a pool
@@ -109,54 +114,43 @@ class LocalExecutor:
 
     def shutdown(self, cancel: bool = False) -> None:
         self._pending.clear()
-
-
-def init_worker(threads: int) -> None:
-    """Process-pool initializer: limit each worker to its share of the CPU threads."""
-    torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+        self.worker.shutdown()
 
 
 class ProcessExecutor:
-    """A local pool of ``jobs`` worker processes (spawned), each limited to cpu_count // jobs
-    threads, so the workers share the cores instead of oversubscribing them. A job goes to the pool
-    once its dependencies are done, in the order it was submitted."""
+    """A local pool of ``jobs`` worker processes (spawned, :class:`bench.run.workers.WorkerPool`),
+    each limited to cpu_count // jobs threads, so the workers share the cores instead of
+    oversubscribing them. A job goes to the pool once its dependencies are done, in the order it
+    was submitted."""
 
     name = "processes"
     ships_weights = False
-    lost_worker_stops_plan = True  # a pool whose worker died is broken: nothing more can run in it
 
     def __init__(self, jobs: int) -> None:
         if jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {jobs}")
         self.slots = jobs
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                        initializer=init_worker, initargs=(threads,))
-        self._held: dict[Future, tuple[Callable[..., Any], tuple, Sequence[Future]]] = {}
+        self.pool = WorkerPool(jobs, max(1, (os.cpu_count() or 1) // jobs))
+        self._held: dict[Future, tuple[Callable[..., Any], tuple, Sequence[Future], float | None]] = {}
 
-    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Future] = ()) -> Future:
+    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Future] = (), limit: float | None = None) -> Future:
         handle: Future = Future()
-        self._held[handle] = (fn, args, tuple(deps))
+        self._held[handle] = (fn, args, tuple(deps), limit)
         self._release()
         return handle
 
     def _release(self) -> None:
         """Hand the pool every held job whose dependencies are done (fail those with a failed one)."""
-        for handle, (fn, args, deps) in list(self._held.items()):
+        for handle, (fn, args, deps, limit) in list(self._held.items()):
             if not all(d.done() for d in deps):
                 continue
             del self._held[handle]
             error = failed_dependency(deps)
-            if error is None:
-                try:
-                    inner = self.pool.submit(fn, *args, *[d.result() for d in deps])
-                except BrokenProcessPool as err:
-                    error = err
-                else:
-                    inner.add_done_callback(partial(copy_outcome, target=handle))
-                    continue
-            handle.set_exception(error)
+            if error is not None:
+                handle.set_exception(error)
+                continue
+            job = self.pool.submit(fn, (*args, *[d.result() for d in deps]), limit)
+            job.add_done_callback(lambda done, target=handle: copy_outcome(done, target))
 
     def wait(self, handles: Sequence[Future]) -> list[Future]:
         while True:
@@ -164,18 +158,14 @@ class ProcessExecutor:
             done = [h for h in handles if h.done()]
             if done or not handles:
                 return done
-            blocking = {d for _, _, deps in self._held.values() for d in deps if not d.done()}
-            wait([*handles, *blocking], return_when=FIRST_COMPLETED)
+            self.pool.poll()
 
     def result(self, handle: Future) -> Any:
-        try:
-            return handle.result()
-        except BrokenProcessPool as err:
-            raise LostWorker(err) from err
+        return handle.result()
 
     def shutdown(self, cancel: bool = False) -> None:
         self._held.clear()
-        self.pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        self.pool.shutdown()
 
 
 def copy_outcome(source: Future, target: Future) -> None:
@@ -192,7 +182,6 @@ class RayExecutor:
 
     name = "ray"
     ships_weights = True
-    lost_worker_stops_plan = False  # the cluster goes on; the lost jobs are reported at the end
 
     def __init__(self, address: str | None, cpus_per_run: float, gpus_per_run: float) -> None:
         try:
@@ -212,7 +201,8 @@ class RayExecutor:
         self.lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ActorDiedError)
         self._remote: dict[Callable[..., Any], Any] = {}
 
-    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Any] = ()) -> Any:
+    def submit(self, fn: Callable[..., Any], args: tuple, deps: Sequence[Any] = (), limit: float | None = None) -> Any:
+        """``limit`` is not enforced on Ray: stop a hanging task with ``ray job stop`` or the dashboard."""
         if fn not in self._remote:
             self._remote[fn] = self.ray.remote(_ray_entry).options(**self.options)
         return self._remote[fn].remote(fn, self.threads, *args, *deps)
