@@ -156,7 +156,8 @@ def test_a_run_another_bench_run_stored_meanwhile_is_skipped_and_the_plan_goes_o
 
     monkeypatch.setattr(driver, "execute_run", overlapped)
     capsys.readouterr()
-    assert cli_run(registered, "original,finetune", mine, reference_cache) == 0
+    # --timeout 0: the runs execute in this process, where the patched execute_run is seen
+    assert cli_run(registered, "original,finetune", mine, reference_cache, "--timeout", "0") == 0
     out = capsys.readouterr()
     for method in ("original", "finetune"):
         assert f"skipped: {registered} {method} seed 0: another `bench run` stored it meanwhile" in out.out
