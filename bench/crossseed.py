@@ -189,22 +189,22 @@ def _epsilons(U: np.ndarray, O: np.ndarray, delta: float) -> np.ndarray:
     o_pos = np.median(O, 0) > np.median(U, 0)
     pos, neg = np.where(o_pos, O, U), np.where(o_pos, U, O)
     values = np.concatenate([pos, neg])[None]  # [1, 2n, s]: every sample is a candidate threshold
-
-    def at_least(x: np.ndarray) -> np.ndarray:  # [2n, s]: how many of x are ≥ each candidate
-        return (x[:, None] >= values).sum(0)
-
-    def above(x: np.ndarray) -> np.ndarray:
-        return (x[:, None] > values).sum(0)
-
-    single = _rule_eps(at_least(neg) / n, 1.0 - at_least(pos) / n, delta).max(0)
+    counts = {(k, x): (v[:, None] >= values if x else v[:, None] > values).sum(0, dtype=np.int32)
+              for k, v in (("pos", pos), ("neg", neg)) for x in (True, False)}  # #(≥ or > each value)
+    # a rule's ε depends only on its counts (FP, FN) ∈ {0 … n}²: look it up in a table
+    rates = np.arange(n + 1) / n
+    table = _rule_eps(rates[:, None], rates[None, :], delta).ravel()  # [FP · (n + 1) + FN]
+    single = table[counts["neg", True] * (n + 1) + (n - counts["pos", True])].max(0)
     range_pos, range_neg = np.ptp(pos, 0), np.ptp(neg, 0)
     peaky_is_pos = range_pos < range_neg
-    peaky, other = np.where(peaky_is_pos, pos, neg), np.where(peaky_is_pos, neg, pos)
-    # samples in [v_a, v_b] = #(≥ v_a) − #(> v_b); pairs with v_a > v_b are empty intervals
-    inside_peaky = at_least(peaky)[:, None] - above(peaky)[None]  # [2n (l), 2n (r), s]
-    inside_other = at_least(other)[:, None] - above(other)[None]
-    double = _rule_eps(inside_other / n, 1.0 - inside_peaky / n, delta)
-    double = np.where(values[0][:, None] <= values[0][None], double, -np.inf).max((0, 1))
+
+    def inside(of_pos: np.ndarray) -> np.ndarray:  # [2n (l), 2n (r), s]: #(v_l ≤ x ≤ v_r), 0 if v_l > v_r
+        ge = np.where(of_pos, counts["pos", True], counts["neg", True])
+        gt = np.where(of_pos, counts["pos", False], counts["neg", False])
+        return np.maximum(ge[:, None] - gt[None], 0)
+
+    fp, tp = inside(~peaky_is_pos), inside(peaky_is_pos)  # the peakier population is "positive"
+    double = table[fp * (n + 1) + (n - tp)].max((0, 1))
     eps = np.maximum(np.maximum(single, double), 0.0)
     largest, smallest = np.maximum(range_pos, range_neg), np.minimum(range_pos, range_neg)
     degenerate = smallest < PEAKY_RATIO * largest  # False when both ranges are 0
@@ -212,7 +212,7 @@ def _epsilons(U: np.ndarray, O: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _rule_eps(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:
-    """ε of each rule from its rates; −∞ for a rule skipped, +∞ for a separating one."""
+    """ε of a rule from its rates; −∞ for a rule skipped, +∞ for a separating one."""
     with np.errstate(divide="ignore", invalid="ignore"):
         eps = np.fmax(np.log(1.0 - delta - fpr) - np.log(fnr), np.log(1.0 - delta - fnr) - np.log(fpr))
     eps = np.where((fpr > 0) & (fnr > 0) & ~np.isnan(eps), eps, -np.inf)
