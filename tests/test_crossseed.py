@@ -50,7 +50,7 @@ def test_phi_matches_the_competition_code():
 
 
 @pytest.mark.parametrize("logits, labels, match", [
-    (np.zeros((3, 4)), np.array([0, 4, 1]), "labels in"),
+    (np.zeros((3, 4)), np.array([0, 4, 1]), r"labels in \[0, 4\)"),
     (np.zeros((3, 1)), np.array([0, 0, 0]), "K ≥ 2"),
     (np.zeros((3, 4)), np.array([0, 1]), "leading shape"),
     (np.zeros((3, 4)), np.array([0.0, 1.0, 2.0]), "integer labels"),
@@ -98,7 +98,7 @@ def test_ulira_scores_match_scipy(variance):
 def test_ulira_tpr_at_fpr_matches_roc_curve():
     rng = np.random.default_rng(2)
     mu = rng.normal(size=400)
-    result = cs.ulira(mu + 1.0 + rng.normal(size=(10, 400)), mu + rng.normal(size=(10, 400)))
+    result = cs.ulira(mu + 2.0 + rng.normal(size=(10, 400)), mu + rng.normal(size=(10, 400)))
     scores = np.concatenate([result.scores_unlearned.ravel(), result.scores_oracle.ravel()])
     truth = np.r_[np.ones(result.scores_unlearned.size), np.zeros(result.scores_oracle.size)]
     fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
@@ -218,6 +218,8 @@ def test_eps_matches_its_definition_by_loops():
     U[:, 2], O[:, 2] = 2.0, 1.0  # separable → cap
     O[:, 3] = np.linspace(-5, 5, 32)
     U[:, 3] = np.linspace(-0.5, 0.5, 32)  # peaky inside wide: the two-threshold rule wins
+    O[:, 4] = np.arange(32.0)
+    U[:, 4] = np.r_[0.0, 31.0, np.linspace(15.0, 16.2, 30)]  # equal ranges: the smaller median gets the intervals
     result = cs.eps_quality(U, O)
     expected = eps_by_loops(U, O, DELTA)
     np.testing.assert_allclose(result.epsilons, expected, rtol=1e-12)
@@ -241,7 +243,7 @@ def test_eps_of_shifted_integers_by_hand():
     assert result.n_bins == 8 and result.value == pytest.approx(np.mean(points))
 
 
-@pytest.mark.parametrize("n, bins", [(32, 8), (64, 10), (512, 14)])
+@pytest.mark.parametrize("n, bins", [(32, 8), (55, 8), (56, 10), (512, 14)])  # ⌈ln 54⌉ = 4, ⌈ln 55⌉ = 5
 def test_eps_bins_grow_with_the_number_of_models(n, bins):
     rng = np.random.default_rng(9)
     assert cs.eps_quality(rng.normal(size=(n, 3)), rng.normal(size=(n, 3))).n_bins == bins
@@ -377,6 +379,7 @@ def test_halves_of_the_nonparametric_metrics():
     (15, {"u": np.zeros((15, 4))}, "even number"),
     (16, {"u": np.zeros((14, 4))}, "oracle's shape"),
     (16, {"oracle": np.zeros((16, 4))}, "names the floor"),
+    (4, {"u": np.zeros((4, 4))}, "at least 3 models per population"),
 ])
 def test_halves_refuse_bad_input(n, populations_, match):
     with pytest.raises(ValueError, match=match):
