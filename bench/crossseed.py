@@ -41,6 +41,7 @@ PER_EXAMPLE_VARIANCE_FROM = 32
 VARIANCE_FLOOR = 1e-12
 DELTA = 1e-5  #: δ of the competition's (ε, δ) score
 EPS_BIN_WIDTH = 0.5  #: width of the competition's ε bins
+EPS_BUFFER = 2.0  #: the competition's two-threshold rules: |r − max| ≤ 2 and |length − range| ≤ 2 (peakier population)
 EPSILON_CAP = 50.0  #: the competition's ε of a perfectly separable or degenerate example
 PEAKY_RATIO = 0.01  #: range ratio under which the competition calls one population degenerate
 KLOM_BINS, KLOM_CLIP, KLOM_FLOOR, KLOM_PERCENTILE = 20, 100.0, 1e-5, 95.0  #: EasyDUB's KLoM constants
@@ -158,8 +159,8 @@ def eps_quality(U: Any, O: Any, delta: float = DELTA) -> EpsQuality:
 
     Per example, the population with the larger median is "positive". Over every decision rule of
     two families — one threshold (positive when φ ≥ t) and two thresholds (the population of
-    smaller range, the peakier, is positive when l ≤ φ ≤ r; equal ranges: the other one than the
-    positive) — with rates FPR, FNR over the models,
+    smaller range w and maximum M, the peakier, is positive when l ≤ φ ≤ r, for |r − M| ≤ 2 and
+    |r − l − w| ≤ 2; equal ranges: the other one than the positive) — with rates FPR, FNR over the models,
 
         ε_rule = max(log(1 − δ − FPR) − log FNR, log(1 − δ − FNR) − log FPR)   (terms with log of ≤ 0 dropped),
 
@@ -170,14 +171,11 @@ def eps_quality(U: Any, O: Any, delta: float = DELTA) -> EpsQuality:
 
         F = (1/S) Σ_s 2^(1 − b_s),   b_s = ⌊ε_s / 0.5⌋ + 1, and 0 points for ε_s beyond the last bin.
 
-    Departure, on purpose: the competition evaluates rules on grids of thresholds 0.01 apart, and
-    two-threshold rules only of lengths within ±2 of the peakier population's range; we evaluate
-    every rule whose thresholds sit on the samples, which reaches every rate pair any threshold
-    can (ε ≥ the competition's, equal where samples are over 0.01 apart and span under 2), and an
-    example no rule separates at all gets ε = 0 where the competition's code fails an assertion.
-    On the samples, the intervals reaching past either end are the one-threshold rules of both
-    orientations, and ε is symmetric in (FPR, FNR): the one-threshold family adds nothing, and the
-    median's choice matters only to break a tie of ranges. We keep both families, as defined.
+    Departure, on purpose: the competition evaluates these rules on grids of thresholds about
+    0.01 apart; we find every set of samples the rules can catch exactly, thresholds anywhere
+    (ε ≥ the competition's; equal unless two samples lie within a grid step or a rule's region
+    is a sliver narrower than one), and an example no rule separates at all gets ε = 0 where the
+    competition's code fails an assertion.
     Requires N_U = N_O ≥ :data:`MIN_NONPARAMETRIC_MODELS`.
     """
     U, O = _check_pair(U, O, "eps_quality", minimum=MIN_NONPARAMETRIC_MODELS, equal=True)
@@ -211,11 +209,24 @@ def _epsilons(U: np.ndarray, O: np.ndarray, delta: float) -> np.ndarray:
         return np.maximum(ge[:, None] - gt[None], 0)
 
     fp, tp = inside(~peaky_is_pos), inside(peaky_is_pos)  # the peakier population is "positive"
-    double = table[fp * (n + 1) + (n - tp)].max((0, 1))
+    double = np.where(_reachable(values[0], np.where(peaky_is_pos, pos, neg)), table[fp * (n + 1) + (n - tp)], -np.inf)
+    double = double.max((0, 1))
     eps = np.maximum(np.maximum(single, double), 0.0)
     largest, smallest = np.maximum(range_pos, range_neg), np.minimum(range_pos, range_neg)
     degenerate = smallest < PEAKY_RATIO * largest  # False when both ranges are 0
     return np.clip(np.where(degenerate, EPSILON_CAP, eps), 0.0, EPSILON_CAP)
+
+
+def _reachable(values: np.ndarray, peaky: np.ndarray) -> np.ndarray:
+    """[2n (a), 2n (b), s]: whether a competition interval [l, r] catches exactly the samples of
+    [v_a, v_b]: l ∈ (prev(v_a), v_a], r ∈ [v_b, next(v_b)), |r − M| ≤ B and |r − l − w| ≤ B, with
+    M, w the peakier population's maximum and range and prev / next the neighbouring samples."""
+    m, w, b = peaky.max(0), np.ptp(peaky, 0), EPS_BUFFER
+    prev = np.where(values[None] < values[:, None], values[None], -np.inf).max(1)  # [2n, s]
+    nxt = np.where(values[None] > values[:, None], values[None], np.inf).min(1)
+    lo, lo_open = np.maximum(values, m - b)[None], (prev + w - b)[:, None]  # r ≥ lo, r > lo_open
+    hi, hi_open = np.minimum(values + w + b, m + b)[:, None], nxt[None]  # r ≤ hi, r < hi_open
+    return (lo <= hi) & (lo < hi_open) & (lo_open < hi) & (lo_open < hi_open)
 
 
 def _rule_eps(fpr: np.ndarray, fnr: np.ndarray, delta: float) -> np.ndarray:

@@ -180,10 +180,12 @@ def test_ulira_refuses_bad_input(U, O, kwargs, match):
 
 # ---------------------------------------------------------------- eps_quality
 
-def eps_by_loops(U: np.ndarray, O: np.ndarray, delta: float, *, double: bool = True) -> np.ndarray:
-    """ε per example from the definition: thresholds at midpoints between the distinct values (and beyond
-    both ends), rates counted, each rule's ε by math.log, one example at a time; ``double=False``: the
-    one-threshold rules only."""
+def eps_by_loops(U: np.ndarray, O: np.ndarray, delta: float, *, double: bool = True, buffer: float = 2.0) -> np.ndarray:
+    """ε per example from the definition, one example at a time: one-threshold cuts between the distinct
+    values (and beyond both ends); two-threshold rules by a sweep of r over [M − 2, M + 2] at every
+    point where the caught set can change (a sample, a sample + w ± 2, the ends) and between them,
+    and for each r every l in [r − w − 2, r − w + 2] that catches a different set; each distinct
+    (FPR, FNR) pair's ε by math.log. ``double=False``: one-threshold rules only."""
     out = []
     for s in range(U.shape[1]):
         u, o = U[:, s], O[:, s]
@@ -193,10 +195,16 @@ def eps_by_loops(U: np.ndarray, O: np.ndarray, delta: float, *, double: bool = T
             continue
         v = np.unique(np.r_[pos, neg])
         cuts = np.r_[v[0] - 1, (v[1:] + v[:-1]) / 2, v[-1] + 1]
-        rates = [(np.mean(neg > t), np.mean(pos <= t)) for t in cuts]
+        rates = {(np.mean(neg > t), np.mean(pos <= t)) for t in cuts}
         peaky, other = (pos, neg) if np.ptp(pos) < np.ptp(neg) else (neg, pos)
-        rates += [(np.mean((other > l) & (other < r)), 1 - np.mean((peaky > l) & (peaky < r)))
-                  for i, l in enumerate(cuts) for r in cuts[i + 1:] if double]
+        m, w, b = peaky.max(), np.ptp(peaky), buffer
+        critical = np.unique(np.r_[v, v + w - b, v + w + b, m - b, m + b])
+        critical = critical[(critical >= m - b) & (critical <= m + b)]
+        for r in np.unique(np.r_[critical, (critical[1:] + critical[:-1]) / 2]) if double else ():
+            lows = np.r_[r - w - b, r - w + b, v[(v >= r - w - b) & (v <= r - w + b)]][:, None]
+            caught_p = ((peaky >= lows) & (peaky <= r)).mean(1)
+            caught_o = ((other >= lows) & (other <= r)).mean(1)
+            rates |= set(zip(caught_o, 1 - caught_p))
         best = 0.0
         for fpr, fnr in rates:
             if fpr == 0 and fnr == 0:
@@ -210,21 +218,28 @@ def eps_by_loops(U: np.ndarray, O: np.ndarray, delta: float, *, double: bool = T
 
 def test_eps_matches_its_definition_by_loops():
     rng = np.random.default_rng(8)
-    S = 10
-    U = np.round(rng.normal(size=(32, S)) * rng.uniform(0.5, 2, S) + rng.uniform(-1, 1, S), 1)  # ties
-    O = np.round(rng.normal(size=(32, S)), 1)
-    U[:, 0] = 0.3  # degenerate unlearned population → cap
+    S = 20
+    # multiples of 1/8: ties, and every sum and difference exact, so both sides agree on each boundary
+    U = np.round(8 * (rng.normal(size=(32, S)) * rng.uniform(0.3, 2.5, S) + rng.uniform(-1, 1, S))) / 8
+    O = np.round(8 * rng.normal(size=(32, S)) * 1.5) / 8
+    U[:, 0] = 0.25  # degenerate unlearned population → cap
     U[:, 1], O[:, 1] = 2.0, 2.0  # one value both: nothing tells them apart → 0
     U[:, 2], O[:, 2] = 2.0, 1.0  # separable → cap
     O[:, 3] = np.linspace(-5, 5, 32)
     U[:, 3] = np.linspace(-0.5, 0.5, 32)  # peaky inside wide: the two-threshold rule wins
     O[:, 4] = np.arange(32.0)
-    U[:, 4] = np.r_[0.0, 31.0, np.linspace(15.0, 16.2, 30)]  # equal ranges: the smaller median gets the intervals
+    U[:, 4] = np.r_[0.0, 31.0, 15.0 + np.arange(30) / 32]  # equal ranges: the smaller median gets the intervals
+    # a cluster of U on [0, 0.45] with one O inside, O right above, and U's range 3.33 asking for intervals of
+    # length ≥ 1.33: only l stretched into the gap down to the O at −1 catches the cluster alone (ε = log 30;
+    # the next best, log 29, also catches U at −2.75 and O at −2 and −1)
+    U[:, 5] = np.r_[np.arange(30) / 64, -2.75, -2.875]
+    O[:, 5] = np.r_[0.25, -1.0, -2.0, 0.5 + np.arange(1, 16) / 8, -3.0 - np.arange(14) / 4]
     result = cs.eps_quality(U, O)
     expected = eps_by_loops(U, O, DELTA)
     np.testing.assert_allclose(result.epsilons, expected, rtol=1e-12)
-    assert expected[:3].tolist() == [50.0, 0.0, 50.0]
+    assert expected[:3].tolist() == [50.0, 0.0, 50.0] and expected[5] == pytest.approx(math.log(30 - 32 * DELTA))
     assert eps_by_loops(U[:, 3:4], O[:, 3:4], DELTA, double=False)[0] < expected[3] - 0.5  # needs both rules
+    assert (eps_by_loops(U, O, DELTA, buffer=1e6) > expected + 0.1).sum() >= 2  # and the ±2 limits
 
 
 def test_eps_of_shifted_integers_by_hand():
@@ -249,11 +264,13 @@ def test_eps_bins_grow_with_the_number_of_models(n, bins):
     assert cs.eps_quality(rng.normal(size=(n, 3)), rng.normal(size=(n, 3))).n_bins == bins
 
 
-def test_eps_matches_the_competition_code():
-    """Lattice inputs (step 0.025, span 1.575): the competition's grids reach every rate pair ours do."""
-    result = cs.eps_quality(GOLDEN["eps_u"], GOLDEN["eps_o"])
-    np.testing.assert_allclose(result.epsilons, GOLDEN["eps_ref"], rtol=1e-6)  # theirs: float32 rates
-    assert result.value == pytest.approx(float(GOLDEN["eps_score_ref"]), abs=1e-12)
+@pytest.mark.parametrize("case", ["eps", "eps_wide"])
+def test_eps_matches_the_competition_code(case):
+    """Values on lattices (steps 0.025 and 1/32, spans 1.6 and about 6) coarser than the competition's
+    threshold grids (steps ≈ 0.01): its grids catch every set of samples its rules can, as ours do."""
+    result = cs.eps_quality(GOLDEN[f"{case}_u"], GOLDEN[f"{case}_o"])
+    np.testing.assert_allclose(result.epsilons, GOLDEN[f"{case}_ref"], rtol=1e-6)  # theirs: float32 rates
+    assert result.value == pytest.approx(float(GOLDEN[f"{case}_score_ref"]), abs=1e-12)
 
 
 @pytest.mark.parametrize("nu, no, match", [(31, 31, "at least 32"), (32, 33, "as many unlearned")])
