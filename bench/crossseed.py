@@ -33,7 +33,7 @@ from bench.lookup import Registry
 #: their scale moves with N (the top ε bin is ⌈ln(N − 1)⌉) and published work uses 32 to 512.
 MIN_NONPARAMETRIC_MODELS = 32
 #: ``ulira(variance="auto")`` fits per-example variances from this many models per population and
-#: a pooled one below: LiRA (Carlini et al. 2022, §VI) finds the fixed variance better under 64
+#: a pooled one below: LiRA (Carlini et al. 2022) finds the fixed variance better under 64
 #: shadow models, i.e. about 32 per population of an example.
 PER_EXAMPLE_VARIANCE_FROM = 32
 #: Smallest Gaussian variance :func:`ulira` fits (φ spreads over units; this only keeps a
