@@ -139,12 +139,12 @@ def test_a_full_disk_at_write_time_is_a_clear_error_and_changes_nothing_stored(
 def test_a_run_another_bench_run_stored_meanwhile_is_skipped_and_the_plan_goes_on(
         registered: str, tmp_path: Path, reference_cache: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.run.driver as driver
+    import bench.run.schedule as schedule
 
     other, mine = tmp_path / "other", tmp_path / "mine"
     assert cli_run(registered, "original,finetune", other, reference_cache) == 0
     theirs = {p.relative_to(other / "results"): p.read_bytes() for p in (other / "results").rglob("*.parquet")}
-    real = driver.execute_run
+    real = schedule.execute_run
 
     def overlapped(*args, **kwargs):
         """The run is computed here while the other `bench run` stores everything it planned."""
@@ -154,7 +154,7 @@ def test_a_run_another_bench_run_stored_meanwhile_is_skipped_and_the_plan_goes_o
             (mine / "results" / name).write_bytes(data)
         return rows
 
-    monkeypatch.setattr(driver, "execute_run", overlapped)
+    monkeypatch.setattr(schedule, "execute_run", overlapped)
     capsys.readouterr()
     # --timeout 0: the runs execute in this process, where the patched execute_run is seen
     assert cli_run(registered, "original,finetune", mine, reference_cache, "--timeout", "0") == 0
