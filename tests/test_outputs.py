@@ -133,6 +133,26 @@ def test_a_full_disk_at_write_time_is_a_clear_error_and_changes_nothing_stored(
     assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
 
 
+def test_a_full_disk_while_the_leaderboard_is_written_is_a_clear_error_and_leaves_whole_pages(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.report.build as build
+
+    results, out = hand_store(tmp_path / "results"), tmp_path / "site"
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def disk_full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(build, "atomic_write_text", disk_full)
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"bench: error: cannot write the leaderboard in {out}: No space left on device; the results store is unchanged" in err
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 # --------------------------------------------------------------------------- 8b: overlapping runs on one store
 
 

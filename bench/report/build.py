@@ -99,7 +99,13 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Clai
     out = Path(out_dir)
     rendered = render_report(df, claims=claims, plots=plots)
     refuse_foreign_files(out, rendered)
-    written = [atomic_write_text(out / name, text) for name, text in rendered.items()]
+    try:
+        written = [atomic_write_text(out / name, text) for name, text in rendered.items()]
+    except OSError as err:  # a full disk: each file is whole, old or new; the results are untouched
+        raise RuntimeError(
+            f"cannot write the leaderboard in {out}: {err.strerror or err}; the results store is unchanged and every "
+            "page there is whole (an old or a new version). Free space there or choose another --out, then run "
+            "`bench report` with the same --results") from err
     for name in generated_files(out):
         if name not in rendered:
             (out / name).unlink()
