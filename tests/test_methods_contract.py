@@ -95,20 +95,25 @@ def view_for(spec: MethodSpec, hp: dict[str, Any], ctx: Context) -> MethodData:
                        surrogate=ctx.surrogate if "surrogate" in spec.uses else None)
 
 
+def same(given: Split | None, split: Split | None) -> bool:
+    """``given`` holds the images and labels of ``split`` (the view itself, or a run's private copy)."""
+    return given is not None and split is not None and torch.equal(given.x, split.x) and torch.equal(given.y, split.y)
+
+
 def check_view(spec: MethodSpec, hp: dict[str, Any], data: MethodData, ctx: Context) -> None:
     """Declared data present, undeclared data None, the rest as the task says."""
     td = ctx.td
-    assert (data.forget is td.forget) if "forget" in spec.uses else (data.forget is None)
-    assert (data.surrogate is ctx.surrogate) if "surrogate" in spec.uses else (data.surrogate is None)
+    assert same(data.forget, td.forget) if "forget" in spec.uses else (data.forget is None)
+    assert same(data.surrogate, ctx.surrogate) if "surrogate" in spec.uses else (data.surrogate is None)
     if "retain" in spec.uses:
-        assert data.retain is td.retain
+        assert same(data.retain, td.retain)
     elif "retain_fraction" in spec.uses:
         assert data.retain is not None and 0 < len(data.retain) <= len(td.retain)
         if hp["retain_fraction"] < 1.0:
             assert len(data.retain) < len(td.retain)
     else:
         assert data.retain is None
-    assert data.val is td.val
+    assert same(data.val, td.val)
     assert data.seed == SEED and data.num_classes == td.dataset.num_classes
     assert data.forget_classes == td.forget_classes and data.forget_kind == td.task.forget.kind
     assert data.recipe == td.task.recipe
@@ -171,11 +176,13 @@ def test_runner_hands_only_declared_data(name: str, kind: str, contexts: dict[st
         seen.update(data=data, hp=kwargs, device=device)
         return model
 
-    monkeypatch.setattr(evaluate, "model_metrics", lambda *a, **k: {"stub": (0.0, 1)})
+    monkeypatch.setattr(evaluate, "model_metrics", lambda *a, **k: ({"stub": (0.0, 1)}, {}))  # (values, refused)
     run = RunSpec(ctx.task, spec.name, spec.version, canonical_json(hp), SEED)
     oracle_forget = SplitLogits(predict_logits(ctx.refs.oracle.model, ctx.td.forget, device=CPU), ctx.td.forget.y)
     rows = evaluate.run_method(dataclasses.replace(spec, fn=spy), run, ctx.td, ctx.refs, oracle_forget, CPU, ctx.surrogate)
     assert [r["status"] for r in rows] == ["ok"], rows[0].get("error")
     assert rows[0]["data_used"] == (",".join(spec.uses) or "none")
     check_view(spec, hp, seen["data"], ctx)
+    for given, cached in ((seen["data"].forget, ctx.td.forget), (seen["data"].retain, ctx.td.retain), (seen["data"].val, ctx.td.val)):
+        assert given is None or given.x.data_ptr() != cached.x.data_ptr(), "a run must get its own copy of the splits"
     assert seen["hp"] == hp
