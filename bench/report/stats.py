@@ -116,11 +116,12 @@ def ranking_metric(task: str) -> str:
 
 
 def aggregate(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """The per-entry summary of ``task``: one row per table entry, in table order (references
+    """The per-entry summary of ``task``: one row per table entry, in table order (pinned rows
     first, then ranked by the task's ranking metric, n/a last, ties by label).
 
-    Columns: ``method``, ``method_version``, ``reference`` (bool), ``rank`` (1-based; <NA> for
-    references and entries without a ranking value), ``seeds``, ``data_used``, ``surrogate``,
+    Columns: ``method``, ``method_version``, ``reference`` (bool: a pinned row, one of
+    :data:`bench.results.PINNED_METHODS`), ``rank`` (1-based; <NA> for pinned rows and entries
+    without a ranking value), ``seeds``, ``data_used``, ``surrogate``,
     ``hyperparameters``, ``ranking_value``; per stored metric m: ``m_mean``, ``m_std``,
     ``m_seeds``, ``m_ci``; per oracle-goal metric: ``m_gap`` (mean over seeds of |v_s − o_s|),
     ``m_gap_std``, ``m_gap_seeds``, ``m_gap_ci``; per composite score c: ``c_mean``, ``c_std``,
