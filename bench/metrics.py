@@ -4,7 +4,7 @@
 Logits are collected once per model per split (:class:`Evaluation`); every metric reads them and
 returns ``(value, n)`` — the raw float and the number of examples it was computed on. Each entry
 declares its goal: ``max``, ``min`` or ``oracle`` (match the oracle's value; the reporter shows
-|value − oracle| per seed).
+|value − oracle| per seed), and what it measures (:data:`Measures`: forgetting, utility, cost).
 
 Composite scores (:data:`COMPOSITES`: ``avg_gap``, ``tow``) combine the per-seed gaps to the oracle
 of stored metrics. Each is one declaration here — its goal, the metrics it combines, its formula and
@@ -28,6 +28,12 @@ from bench.lookup import Registry
 from bench.results import ORIGINAL
 
 Goal = Literal["max", "min", "oracle"]
+#: What a metric measures. The reporter reads it, never a list of names: a forgetting metric on
+#: which the original is within noise of the oracle has no signal on that task and leaves its
+#: composites (:mod:`bench.report.signal`); utility metrics stay, because there the original *is*
+#: the ideal; cost metrics are not inputs of a composite; ``combined`` mixes utility and forgetting.
+Measures = Literal["forgetting", "utility", "cost", "combined"]
+MEASURES: tuple[str, ...] = ("forgetting", "utility", "cost", "combined")
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,12 +66,14 @@ class Metric:
     leaderboard as ``– (<undefined_why>)`` instead of a number (the original's speed-up: it does no
     work, so its runtime is the time of a copy). ``needs_finite``: the metric has no value when a
     logit is NaN or inf (the attacks' scikit-learn models refuse them; a divergence is NaN), so
-    such a model's run records it as failed (:func:`refused_metrics`) instead."""
+    such a model's run records it as failed (:func:`refused_metrics`) instead. ``measures``: what
+    it measures (:data:`Measures`)."""
 
     name: str
     fn: Callable[[Evaluation], tuple[float, int]]
     goal: Goal
     description: str
+    measures: Measures
     applies: Callable[[Evaluation], bool] = lambda ev: True
     undefined_for: tuple[str, ...] = ()
     undefined_why: str = ""
@@ -77,7 +85,9 @@ class Composite:
     """A score computed per seed from the gaps g_m = |v_m − o_m| of the metrics ``of`` to the
     oracle's value of the same seed; not stored. ``fn`` maps the gaps, an array [rows, len(of)] in
     the order of ``of``, to one score per row; a NaN gap gives a NaN score. ``formula``: the
-    formula as the leaderboard prints it."""
+    formula as the leaderboard prints it. ``fn`` must also accept any subset of those columns (in
+    the same order): on a task where a forgetting input has no signal the reporter leaves it out
+    (:mod:`bench.report.signal`), so a composite is a symmetric combination (a mean, a product)."""
 
     name: str
     goal: Goal
@@ -92,12 +102,15 @@ COMPOSITES: Registry[Composite] = Registry("composite score")
 
 
 def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None,
-                    *, undefined_for: tuple[str, ...] = (), undefined_why: str = "", needs_finite: bool = False):
+                    *, measures: Measures, undefined_for: tuple[str, ...] = (), undefined_why: str = "",
+                    needs_finite: bool = False):
     if bool(undefined_for) != bool(undefined_why):
         raise ValueError(f"metric {name!r}: give undefined_for and undefined_why together (the methods, and why)")
+    if measures not in MEASURES:
+        raise ValueError(f"metric {name!r}: measures={measures!r}; valid: {list(MEASURES)}")
 
     def wrap(fn: Callable[[Evaluation], tuple[float, int]]):
-        METRICS.register(name, Metric(name, fn, goal, description, applies or (lambda ev: True),
+        METRICS.register(name, Metric(name, fn, goal, description, measures, applies or (lambda ev: True),
                                       undefined_for, undefined_why, needs_finite))
         return fn
 
@@ -112,6 +125,10 @@ def register_composite(name: str, goal: Goal, description: str, *, of: tuple[str
         if wrong:
             raise ValueError(f"composite {name!r} combines gaps to the oracle, but {wrong} are not registered "
                              "metrics with goal 'oracle'; register them first (above) or fix `of`")
+        kinds = [m for m in of if METRICS.get(m).measures not in ("forgetting", "utility")]
+        if kinds:
+            raise ValueError(f"composite {name!r} combines forgetting and utility metrics, but {kinds} measure "
+                             "something else (their `measures`); fix `of`")
         COMPOSITES.register(name, Composite(name, goal, description, of, formula, fn))
         return fn
 
@@ -138,17 +155,18 @@ def kept_test(ev: Evaluation) -> SplitLogits:
     return SplitLogits(ev.test.logits[keep], ev.test.labels[keep])
 
 
-@register_metric("forget_accuracy", "oracle", "top-1 accuracy on the forget set D_f (UA = 1 − this)")
+@register_metric("forget_accuracy", "oracle", "top-1 accuracy on the forget set D_f (UA = 1 − this)", measures="forgetting")
 def forget_accuracy(ev: Evaluation) -> tuple[float, int]:
     return top1(ev.forget)
 
 
-@register_metric("retain_accuracy", "oracle", "top-1 accuracy on the retain set D_r (RA)")
+@register_metric("retain_accuracy", "oracle", "top-1 accuracy on the retain set D_r (RA)", measures="utility")
 def retain_accuracy(ev: Evaluation) -> tuple[float, int]:
     return top1(ev.retain)
 
 
-@register_metric("test_accuracy", "oracle", "top-1 accuracy on the test set D_t (class removal: on the kept classes) (TA)")
+@register_metric("test_accuracy", "oracle", "top-1 accuracy on the test set D_t (class removal: on the kept classes) (TA)",
+                 measures="utility")
 def test_accuracy(ev: Evaluation) -> tuple[float, int]:
     return top1(kept_test(ev))
 
@@ -158,20 +176,20 @@ test_accuracy.__test__ = False  # a metric, not a pytest test (pytest collects t
 
 @register_metric(
     "forget_test_accuracy", "oracle", "top-1 accuracy on the test images of the forgotten classes D_ft",
-    applies=lambda ev: ev.forget_test is not None,
+    applies=lambda ev: ev.forget_test is not None, measures="forgetting",
 )
 def forget_test_accuracy(ev: Evaluation) -> tuple[float, int]:
     assert ev.forget_test is not None
     return top1(ev.forget_test)
 
 
-@register_metric("runtime_seconds", "min", "wall time of the method call alone (no evaluation)")
+@register_metric("runtime_seconds", "min", "wall time of the method call alone (no evaluation)", measures="cost")
 def runtime_seconds(ev: Evaluation) -> tuple[float, int]:
     return float(ev.runtime_seconds), 1
 
 
 @register_metric("speedup", "max", "oracle training time / runtime_seconds (same device)",
-                 undefined_for=(ORIGINAL,), undefined_why="no work")
+                 undefined_for=(ORIGINAL,), undefined_why="no work", measures="cost")
 def speedup(ev: Evaluation) -> tuple[float, int]:
     """speedup = t_oracle / t_method; inf when the method took no measurable time."""
     if ev.runtime_seconds <= 0:
@@ -180,7 +198,7 @@ def speedup(ev: Evaluation) -> tuple[float, int]:
 
 
 @register_metric("mia_efficacy", "oracle", "SalUn MIA-efficacy, SVC on true-class confidence: share of D_f called non-member",
-                 needs_finite=True)
+                 needs_finite=True, measures="forgetting")
 def mia_efficacy(ev: Evaluation) -> tuple[float, int]:
     return mia.mia_efficacy(
         ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
@@ -188,7 +206,8 @@ def mia_efficacy(ev: Evaluation) -> tuple[float, int]:
     ), len(ev.forget)
 
 
-@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy", needs_finite=True)
+@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy", needs_finite=True,
+                 measures="forgetting")
 def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
     return mia.mia_efficacy(
         ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
@@ -197,7 +216,7 @@ def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
 
 
 @register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, balanced; 0.5 = indistinguishable",
-                 needs_finite=True)
+                 needs_finite=True, measures="forgetting")
 def mia_auc(ev: Evaluation) -> tuple[float, int]:
     members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
     value, n = mia.loss_auc(members, nonmembers, seed=ev.seed)
@@ -205,14 +224,14 @@ def mia_auc(ev: Evaluation) -> tuple[float, int]:
 
 
 @register_metric("mia_cv_accuracy", "oracle", "DLFD/MUFAC attack: 10-split CV logistic regression on losses, D_f vs D_t balanced",
-                 needs_finite=True)
+                 needs_finite=True, measures="forgetting")
 def mia_cv_accuracy(ev: Evaluation) -> tuple[float, int]:
     members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
     return mia.cv_attack_accuracy(members, nonmembers, seed=ev.seed)
 
 
 @register_metric("js_to_oracle", "min", "mean Jensen–Shannon divergence (nats) of softmax outputs from the oracle's on D_f",
-                 needs_finite=True)
+                 needs_finite=True, measures="forgetting")
 def js_to_oracle(ev: Evaluation) -> tuple[float, int]:
     """JS(P‖Q) = ½ KL(P‖M) + ½ KL(Q‖M), M = ½(P + Q), P = softmax(f(x)), Q = softmax(f_oracle(x)),
     natural log, averaged over x ∈ D_f. Symmetric by definition; 0 ≤ JS ≤ ln 2."""
@@ -230,7 +249,7 @@ def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
 
 
 @register_metric("nomus", "max", "MUFAC's NoMUS: ½·test_accuracy + ½·(1 − 2·|mia_cv_accuracy − 0.5|)",
-                 needs_finite=True)
+                 needs_finite=True, measures="combined")
 def nomus(ev: Evaluation) -> tuple[float, int]:
     """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA and A_mia on our test split."""
     acc, n = test_accuracy(ev)

@@ -28,6 +28,13 @@ from bench.files import atomic_write
 ORIGINAL = "original"
 ORACLE = "oracle"
 REFERENCE_METHODS: tuple[str, ...] = (ORIGINAL, ORACLE)
+#: The oracle's recipe run as a method (``methods/retrain.py``): the oracle again, up to its own
+#: run's randomness, so its gaps to the oracle are near 0 by construction. It is the target, not a
+#: competitor: ranked, it would be named the best method of every task.
+RETRAIN = "retrain"
+#: The rows pinned above every ranking, in table order, never ranked → the role their label names.
+PINNED_ROLES: dict[str, str] = {ORIGINAL: "reference", ORACLE: "reference", RETRAIN: "oracle's recipe"}
+PINNED_METHODS: tuple[str, ...] = tuple(PINNED_ROLES)
 
 SCHEMA = pa.schema([
     ("run_id", pa.string()),

@@ -265,7 +265,8 @@ def test_index_lists_tasks_with_best_method_counts_and_latest_date():
     header, _, *rows = [[c.strip() for c in ln.strip("|").split(" | ")] for ln in index.splitlines() if ln.startswith("|")]
     assert [r[0] for r in rows] == [f"[{CLASS_TASK}]({CLASS_TASK}.md)", f"[{RANDOM_TASK}]({RANDOM_TASK}.md)"]
     cls = dict(zip(header, rows[0]))
-    assert cls["best method"] == f"neggrad ({hand_avg_gap(CLASS_VALUES, 'neggrad'):.3f})"
+    assert cls["best of them"] == f"neggrad ({hand_avg_gap(CLASS_VALUES, 'neggrad'):.3f})"
+    assert cls["beat doing nothing"] == "2 of 2"
     assert cls["methods"] == "2" and cls["seeds"] == "3"
     assert cls["date"] == "2025-03-04"  # the failed run is the latest row of that task
     assert cls["ranking metric"] == "avg_gap ↓"
@@ -273,7 +274,7 @@ def test_index_lists_tasks_with_best_method_counts_and_latest_date():
     assert cls["devices"] == "cpu"
     rnd = dict(zip(header, rows[1]))
     best = min(("finetune", "neggrad"), key=lambda m: hand_avg_gap(RANDOM_VALUES, m))
-    assert rnd["best method"].startswith(best + " (") and rnd["date"] == "2025-01-03"
+    assert rnd["best of them"].startswith(best + " (") and rnd["date"] == "2025-01-03"
 
 
 def test_task_header_comes_from_the_registry():
@@ -445,7 +446,8 @@ def test_noise_is_stated_on_the_task_page_and_the_index():
     ft, ng = agg.loc["finetune"], agg.loc["neggrad"]
     assert (f"1. finetune {ft['ranking_value']:.3f} ± {ft['ranking_ci']:.3f} {sep} "
             f"2. neggrad {ng['ranking_value']:.3f} ± {ng['ranking_ci']:.3f}") in line
-    assert line.endswith(f"{int(p >= 0.05)} of 1 adjacent difference within noise.")
+    assert line.endswith(f"{int(p >= 0.05)} of 1 adjacent difference within noise; "
+                         "1 of 2 beat doing nothing beyond noise.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -676,3 +678,118 @@ def test_pages_do_not_depend_on_the_order_methods_were_registered(monkeypatch):
     before = render(store())
     monkeypatch.setattr(METHODS, "_entries", dict(reversed(list(METHODS._entries.items()))))
     assert render(store()) == before
+
+
+def per_seed_avg_gap(values: dict[str, dict[str, list[float]]], method: str, inputs=ACC) -> list[float]:
+    """Per seed, mean |v − oracle of that seed| over ``inputs`` (avg_gap by hand)."""
+    return [sum(abs(values[method][m][s] - values["oracle"][m][s]) for m in inputs) / len(inputs)
+            for s in range(len(values[method]["forget_accuracy"]))]
+
+
+def index_rows(index: str) -> dict[str, dict[str, str]]:
+    header, _, *rows = [[c.strip() for c in ln.strip("|").split(" | ")] for ln in index.splitlines() if ln.startswith("|")]
+    return {r[0].split("]")[0].lstrip("["): dict(zip(header, r)) for r in rows}
+
+
+def test_retrain_is_pinned_with_the_references_and_never_the_best_method():
+    retrain = [row(CLASS_TASK, "retrain", s, m, v[s]) for m, v in CLASS_VALUES["oracle"].items() for s in SEEDS]
+    df = store(retrain)
+    agg = aggregate(df, CLASS_TASK)
+    assert list(agg.index) == ["original", "oracle", "retrain", "neggrad", "finetune"]
+    assert bool(agg.loc["retrain", "reference"]) and pd.isna(agg.loc["retrain", "rank"])
+    assert agg.loc["retrain", "avg_gap_mean"] == 0.0  # it would rank first
+    assert agg.loc["neggrad", "rank"] == 1
+    pages = render(df)
+    summary = table_rows(pages[f"{CLASS_TASK}.md"], "Summary")
+    assert column(summary, "method")[:3] == ["original (reference)", "oracle (reference)", "retrain (oracle's recipe)"]
+    assert column(summary, "#")[:3] == ["ref", "ref", "ref"]
+    cls = index_rows(pages["index.md"])[CLASS_TASK]
+    assert cls["best of them"].startswith("neggrad (") and cls["methods"] == "2"
+    line = next(ln for ln in pages["index.md"].splitlines() if ln.startswith(f"- [{CLASS_TASK}]"))
+    assert "retrain" not in line and "1. neggrad" in line
+
+
+def test_an_entry_no_better_than_the_original_is_marked_and_a_clearly_better_one_is_not():
+    copycat = [row(CLASS_TASK, "copycat", s, m, v[s]) for m, v in CLASS_VALUES["original"].items() for s in SEEDS]
+    df = store(copycat)
+    agg = aggregate(df, CLASS_TASK)
+    assert agg.loc["copycat", "p_vs_original"] == 1.0 and agg.loc["copycat", "seeds_vs_original"] == 3
+    assert not agg.loc["copycat", "beats_original"]
+    # finetune: clearly better than doing nothing; the p-value is scipy's paired test on per-seed avg_gap
+    expected = stats.ttest_rel(per_seed_avg_gap(CLASS_VALUES, "finetune"), per_seed_avg_gap(CLASS_VALUES, "original")).pvalue
+    assert expected < 0.05
+    assert agg.loc["finetune", "p_vs_original"] == pytest.approx(expected)
+    assert bool(agg.loc["finetune", "beats_original"]) and bool(agg.loc["neggrad", "beats_original"])
+    assert pd.isna(agg.loc["original", "beats_original"]) and pd.isna(agg.loc["oracle", "beats_original"])
+
+    pages = render(df)
+    summary = table_rows(pages[f"{CLASS_TASK}.md"], "Summary")
+    i = summary[0].index("vs. doing nothing")
+    verdict = {r[1]: r[i] for r in summary[1:]}
+    assert verdict["copycat"] == "✗ p 1.000"
+    assert verdict["finetune"] == f"p {expected:.3f}"
+    assert verdict["original (reference)"] == "–"
+    assert "no better than doing nothing" in pages[f"{CLASS_TASK}.md"]
+    cls = index_rows(pages["index.md"])[CLASS_TASK]
+    assert cls["beat doing nothing"] == "2 of 3" and cls["best of them"].startswith("neggrad (")
+    line = next(ln for ln in pages["index.md"].splitlines() if ln.startswith(f"- [{CLASS_TASK}]"))
+    copy_value = f"copycat {agg.loc['copycat', 'ranking_value']:.3f} ± {agg.loc['copycat', 'ranking_ci']:.3f} ✗"
+    assert copy_value in line and "neggrad" in line and line.count("✗") == 1
+
+
+def test_an_entry_of_a_task_with_only_worse_methods_names_no_best():
+    values = {**RANDOM_VALUES, "finetune": RANDOM_VALUES["neggrad"]}  # both worse than doing nothing here
+    pages = render(pd.DataFrame(rows_of(RANDOM_TASK, values)))
+    rnd = index_rows(pages["index.md"])[RANDOM_TASK]
+    assert rnd["beat doing nothing"] == "0 of 2" and rnd["best of them"] == "none"
+
+
+def test_a_forgetting_metric_without_signal_leaves_the_composite_and_a_utility_metric_stays():
+    from bench.metrics import METRICS
+
+    assert METRICS.get("mia_efficacy").measures == "forgetting" and METRICS.get("retain_accuracy").measures == "utility"
+    values = {**RANDOM_VALUES, "original": {**RANDOM_VALUES["original"], "mia_efficacy": RANDOM_VALUES["oracle"]["mia_efficacy"]}}
+    # the original also equals the oracle on retain accuracy (1.0 on every seed): a utility metric, kept
+    assert values["original"]["retain_accuracy"] == values["oracle"]["retain_accuracy"]
+    df = pd.DataFrame(rows_of(RANDOM_TASK, values))
+    agg = aggregate(df, RANDOM_TASK)
+    kept = ("forget_accuracy", "retain_accuracy", "test_accuracy")
+    for m in ("finetune", "neggrad"):
+        assert agg.loc[m, "avg_gap_mean"] == pytest.approx(np.mean(per_seed_avg_gap(values, m, kept)))
+        assert agg.loc[m, "avg_gap_mean"] != pytest.approx(np.mean(per_seed_avg_gap(values, m)))
+        assert agg.loc[m, "mia_efficacy_gap"] == pytest.approx(np.mean(per_seed_avg_gap(values, m, ("mia_efficacy",))))
+    page = render(df)[f"{RANDOM_TASK}.md"]
+    signal = table_rows(page, "Signal")
+    verdict = dict(zip(column(signal, "metric"), column(signal, "signal")))
+    assert verdict == {"forget_accuracy": "yes", "mia_efficacy": "no signal on this task"}
+    assert dict(zip(column(signal, "metric"), column(signal, "p")))["mia_efficacy"] == "p 1.000"
+    assert ("`avg_gap` on this task combines `forget_accuracy`, `retain_accuracy` and `test_accuracy`; "
+            "left out, no signal: `mia_efficacy`.") in page
+    assert "Utility metrics (retain and test accuracy) always stay in" in page
+    assert "Not ranked" not in page and list(agg["rank"].dropna()) == [1, 2]
+
+
+def test_a_task_whose_forgetting_inputs_all_lack_signal_is_not_ranked_and_says_why():
+    original = {**RANDOM_VALUES["original"], "forget_accuracy": RANDOM_VALUES["oracle"]["forget_accuracy"],
+                "mia_efficacy": RANDOM_VALUES["oracle"]["mia_efficacy"]}
+    df = pd.DataFrame(rows_of(RANDOM_TASK, {**RANDOM_VALUES, "original": original}))
+    agg = aggregate(df, RANDOM_TASK)
+    assert list(agg.index) == ["original", "oracle", "finetune", "neggrad"]  # shown, by name
+    assert agg["rank"].isna().all() and agg["avg_gap_mean"].isna().all() and agg["tow_mean"].isna().all()
+    assert agg["beats_original"].isna().all()
+    pages = render(df)
+    page = pages[f"{RANDOM_TASK}.md"]
+    summary = table_rows(page, "Summary")
+    assert column(summary, "method")[2:] == ["finetune", "neggrad"] and set(column(summary, "#")[2:]) == {"–"}
+    assert "**Not ranked on this task:** none of the forgetting inputs of `avg_gap`" in page
+    assert "- `avg_gap` is not computed on this task (n/a); left out, no signal:" in page
+    rnd = index_rows(pages["index.md"])[RANDOM_TASK]
+    assert rnd["beat doing nothing"] == "not ranked" and rnd["best of them"] == "— (no forgetting signal)"
+    line = next(ln for ln in pages["index.md"].splitlines() if ln.startswith(f"- [{RANDOM_TASK}]"))
+    assert "not ranked: none of the forgetting inputs" in line and "run the `original`" not in line
+
+    # without an original run the signal is untestable: not ranked either, and the page says what to run
+    no_original = pd.DataFrame(rows_of(RANDOM_TASK, {m: v for m, v in RANDOM_VALUES.items() if m != "original"}))
+    assert aggregate(no_original, RANDOM_TASK)["rank"].isna().all()
+    page = render(no_original)[f"{RANDOM_TASK}.md"]
+    assert "untestable (0 shared seeds)" in page and "run the `original` method on the oracle's seeds" in page

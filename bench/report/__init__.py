@@ -6,10 +6,14 @@ writes them; :func:`leaderboard_diff` is ``bench report --check``. The pipeline,
 
 * :mod:`~bench.report.select` — which rows a page reports (latest task and method versions, the
   latest run per seed, failed runs);
+* :mod:`~bench.report.paired` — the paired t-test over seeds behind every "within noise";
+* :mod:`~bench.report.signal` — which forgetting metrics separate the original from the oracle on a
+  task (only those enter its composites) and whether an entry beats doing nothing;
 * :mod:`~bench.report.stats` — per-seed values, gaps to the oracle of the same seed, the composite
-  scores of :mod:`bench.metrics`, mean ± std, confidence intervals, ranks, the paired test;
+  scores of :mod:`bench.metrics`, mean ± std, confidence intervals, ranks, the paired tests;
 * :mod:`~bench.report.cells` — the text of every number and markdown tables (tabulate);
-* :mod:`~bench.report.pages` and :mod:`~bench.report.index` — the task pages and the index;
+* :mod:`~bench.report.summary`, :mod:`~bench.report.pages` and :mod:`~bench.report.index` — the
+  ranked table, the task pages and the index;
 * :mod:`~bench.report.plots` — forgetting vs. utility and runtime plots (deterministic SVG);
 * :mod:`~bench.report.build` — render, write, ``--check``.
 

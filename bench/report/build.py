@@ -21,6 +21,7 @@ from bench.report.index import render_index
 from bench.report.pages import GENERATED_HEADER, page_name, render_task
 from bench.report.plots import PLOT_KINDS, PLOTS_DIR, plot_files, plot_name
 from bench.report.select import check_rows, select_task_rows
+from bench.report.signal import task_signal
 from bench.report.stats import per_seed_table, summarize
 
 #: Lines of unified diff shown per file before the rest is counted.
@@ -35,16 +36,18 @@ def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, pl
     rows = check_rows(df)
     tasks = sorted(set(rows["task"]))
     selections = [select_task_rows(rows, t) for t in tasks]
-    tables = [summarize(s) for s in selections]
-    out = {"index.md": render_index(selections, tables)}
+    signals = [task_signal(s.ok) for s in selections]
+    tables = [summarize(s, g) for s, g in zip(selections, signals)]
+    out = {"index.md": render_index(selections, tables, signals)}
     figures: dict[str, str] = {}
-    for selected, table in zip(selections, tables):
+    for selected, table, signal in zip(selections, tables, signals):
         name = page_name(selected.task)
-        values = per_seed_table(selected.ok)[0] if not selected.ok.empty else None
+        values = per_seed_table(selected.ok, signal)[0] if not selected.ok.empty else None
         made = plot_files(selected, table, values) if plots else {}
         figures.update({path: svg for path, (svg, _, _) in made.items()})
         links = [(path, alt, caption) for path, (_, alt, caption) in made.items()]
-        out[name] = render_task(selected, table, values, claims=claims_for(selected.task, claims), plots=links)
+        out[name] = render_task(selected, table, values, claims=claims_for(selected.task, claims), plots=links,
+                                signal=signal)
     out.update(figures)
     return out
 

@@ -1,16 +1,19 @@
 """The text of leaderboard cells: fixed-decimal numbers, mean ± std, gaps, confidence intervals,
-the noise verdict, goal arrows, row labels, and markdown tables (tabulate's ``pipe`` format).
+the noise and do-nothing verdicts, goal arrows, row labels, and markdown tables (tabulate's ``pipe`` format).
 
 Formatting happens here and nowhere else: the numbers reach this module as raw floats.
 """
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
 from bench.metrics import METRICS, metric_goal
+from bench.report.paired import beyond_noise
+from bench.results import PINNED_ROLES
 
 #: Decimals per metric; every other metric and composite score is shown with 3.
 DECIMALS: dict[str, int] = {"runtime_seconds": 2, "speedup": 1}
@@ -54,15 +57,40 @@ def ci_cell(metric: str, ci: float) -> str:
     return "n/a" if math.isnan(ci) else f"± {fixed(ci, decimals_of(metric))}"
 
 
+def p_text(p: float) -> str:
+    """A p-value: ``p 0.042``, ``p < 0.001``."""
+    return f"p {p:.3f}" if p >= 0.001 else "p < 0.001"
+
+
+def untestable(n: int) -> str:
+    return f"untestable ({n} shared seed{'s' if n != 1 else ''})"
+
+
 def noise_cell(rec: pd.Series) -> str:
     """Against the entry ranked just above: ``≈ p 0.42`` within noise, ``p 0.013`` beyond it."""
     if pd.isna(rec["within_noise"]):
         return "–"
     n, p = int(rec["seeds_vs_above"]), float(rec["p_vs_above"])
     if math.isnan(p):
-        return f"≈ untestable ({n} shared seed{'s' if n != 1 else ''})"
-    text = f"p {p:.3f}" if p >= 0.001 else "p < 0.001"
-    return f"≈ {text}" if rec["within_noise"] else text
+        return f"≈ {untestable(n)}"
+    return f"≈ {p_text(p)}" if rec["within_noise"] else p_text(p)
+
+
+#: The mark of an entry no better than doing nothing (the original) beyond noise.
+NOTHING_MARK = "✗"
+
+
+def nothing_cell(rec: pd.Series) -> str:
+    """Against the original: ``p 0.003`` beats doing nothing; ``✗ p 0.42`` no better beyond noise,
+    ``✗ p 0.003, worse`` worse beyond noise, ``✗ untestable (…)``; ``–`` for unranked entries."""
+    if pd.isna(rec["beats_original"]):
+        return "–"
+    n, p = int(rec["seeds_vs_original"]), float(rec["p_vs_original"])
+    if rec["beats_original"]:
+        return p_text(p)
+    if math.isnan(p):
+        return f"{NOTHING_MARK} " + (untestable(n) if n else "untestable (no original run)")
+    return f"{NOTHING_MARK} {p_text(p)}" + ("" if rec["better_than_original"] or not beyond_noise(p) else ", worse")
 
 
 def value_cell(metric: str, rec: pd.Series) -> str:
@@ -86,13 +114,19 @@ def goal_words(metric: str) -> str:
 
 
 def label_of(entry: str, rec: pd.Series) -> str:
-    return f"{entry} (reference)" if rec["reference"] else entry
+    """The row label: a pinned row carries its role (:data:`bench.results.PINNED_ROLES`)."""
+    return f"{entry} ({PINNED_ROLES[rec['method']]})" if rec["reference"] else entry
 
 
 def rank_of(rec: pd.Series) -> str:
     if rec["reference"]:
         return "ref"
     return "–" if pd.isna(rec["rank"]) else str(int(rec["rank"]))
+
+
+def and_list(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else list(names))
 
 
 def data_text(value: str) -> str:

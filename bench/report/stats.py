@@ -15,10 +15,14 @@ With v_s the value of seed s and S the seeds that have a (finite) value:
   does not reject equality at α = 0.05: d_s = r_{a,s} − r_{b,s}, t = mean(d) / (sd(d) / √|S|),
   p = 2 · (1 − F_{t, |S|−1}(|t|)); within noise when p ≥ 0.05, or when |S| < 2 (untestable). With
   sd(d) = 0, p = 1 when mean(d) = 0 and p = 0 otherwise. Pairing by seed removes the variation the
-  two entries share (same split, same original, same oracle).
+  two entries share (same split, same original, same oracle);
+* "no better than doing nothing": the same test of each ranked entry against the original, and
+  which forgetting metrics have signal on the task (and so enter its composites):
+  :mod:`bench.report.signal`.
 
-The references (:data:`bench.results.REFERENCE_METHODS`) are pinned first in that order and not
-ranked; the other entries are ranked by the task's ranking metric, n/a last, ties by label.
+The pinned rows (:data:`bench.results.PINNED_METHODS`: the references original and oracle, and
+``retrain``, the oracle's recipe run as a method) come first in that order and are not ranked;
+the other entries are ranked by the task's ranking metric, n/a last, ties by label.
 """
 from __future__ import annotations
 
@@ -30,15 +34,16 @@ import pandas as pd
 from scipy import stats
 
 from bench.metrics import COMPOSITES, METRICS, metric_goal
+from bench.report.paired import NOISE_ALPHA, paired_t_test
 from bench.report.select import TaskRows, check_rows, distinct, select_task_rows
-from bench.results import ORACLE, REFERENCE_METHODS
+from bench.report.signal import TaskSignal, task_signal, versus_original
+from bench.results import ORACLE, PINNED_METHODS
 from bench.tasks import TASKS, Task
 
 #: The ranking metric of a task that names none, and of a task not in the registry.
 DEFAULT_RANKING_METRIC: str = next(f.default for f in fields(Task) if f.name == "primary_metric")
-#: Confidence level of the intervals over seeds, and the level of the paired test between ranks.
+#: Confidence level of the intervals over seeds.
 CONFIDENCE = 0.95
-NOISE_ALPHA = 0.05
 
 
 def ordered_metrics(names: set[str]) -> list[str]:
@@ -47,10 +52,13 @@ def ordered_metrics(names: set[str]) -> list[str]:
     return registered + sorted(names - set(registered))
 
 
-def per_seed_table(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def per_seed_table(ok: pd.DataFrame, signal: TaskSignal | None = None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Per (entry, seed): the stored values, and the gaps |v_s − o_s| to the oracle's value of the
     same seed for oracle-goal metrics (NaN where the oracle has no value for that seed), with every
-    composite score added to the gap table. Returns (values, gaps, metric names)."""
+    composite score added to the gap table, computed from the inputs that have signal on the task
+    (``signal``, default :func:`~bench.report.signal.task_signal` of ``ok``; NaN when none of its
+    forgetting inputs has). Returns (values, gaps, metric names)."""
+    signal = task_signal(ok) if signal is None else signal
     metrics = ordered_metrics(set(ok["metric"]))
     values = ok.pivot(index=["entry", "seed"], columns="metric", values="value").reindex(columns=metrics)
     values = values.sort_index()
@@ -67,7 +75,8 @@ def per_seed_table(ok: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[s
         target = oracle[m].reindex(seeds).to_numpy()
         gaps[m] = np.abs(values[m].to_numpy() - target)
     for name, composite in COMPOSITES.items():
-        gaps[name] = composite.fn(gaps[list(composite.of)].to_numpy(dtype="float64"))
+        used = list(signal.inputs(name))
+        gaps[name] = composite.fn(gaps[used].to_numpy(dtype="float64")) if used else np.nan
     return values, gaps, metrics
 
 
@@ -91,25 +100,6 @@ def ci_half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n))
 
 
-def paired_t_test(a: pd.Series, b: pd.Series) -> tuple[float, int]:
-    """Two-sided paired t-test of equal means over the seeds both series have (finite values):
-    d_s = a_s − b_s, t = mean(d) / (sd(d) / √n), p = 2 · (1 − F_{t, n−1}(|t|)).
-
-    Returns (p, n); p is NaN when n < 2 (untestable). With sd(d) = 0 the test is degenerate: p = 1
-    when mean(d) = 0 (identical) and p = 0 otherwise (the same difference on every seed)."""
-    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
-    joined = joined[np.isfinite(joined["a"].to_numpy(float)) & np.isfinite(joined["b"].to_numpy(float))]
-    d = (joined["a"] - joined["b"]).to_numpy(dtype="float64")
-    n = len(d)
-    if n < 2:
-        return math.nan, n
-    mean, sd = float(np.mean(d)), float(np.std(d, ddof=1))
-    if sd == 0.0:
-        return (1.0 if mean == 0.0 else 0.0), n
-    t = mean / (sd / math.sqrt(n))
-    return float(2.0 * stats.t.sf(abs(t), n - 1)), n
-
-
 def per_seed_ranking(values: pd.DataFrame, gaps: pd.DataFrame, rank_by: str) -> pd.Series:
     """The per-(entry, seed) values of the ranking metric: the per-seed composite or gap for a
     composite or oracle-goal metric, else the stored value."""
@@ -126,11 +116,12 @@ def ranking_metric(task: str) -> str:
 
 
 def aggregate(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    """The per-entry summary of ``task``: one row per table entry, in table order (references
+    """The per-entry summary of ``task``: one row per table entry, in table order (pinned rows
     first, then ranked by the task's ranking metric, n/a last, ties by label).
 
-    Columns: ``method``, ``method_version``, ``reference`` (bool), ``rank`` (1-based; <NA> for
-    references and entries without a ranking value), ``seeds``, ``data_used``, ``surrogate``,
+    Columns: ``method``, ``method_version``, ``reference`` (bool: a pinned row, one of
+    :data:`bench.results.PINNED_METHODS`), ``rank`` (1-based; <NA> for pinned rows and entries
+    without a ranking value), ``seeds``, ``data_used``, ``surrogate``,
     ``hyperparameters``, ``ranking_value``; per stored metric m: ``m_mean``, ``m_std``,
     ``m_seeds``, ``m_ci``; per oracle-goal metric: ``m_gap`` (mean over seeds of |v_s − o_s|),
     ``m_gap_std``, ``m_gap_seeds``, ``m_gap_ci``; per composite score c: ``c_mean``, ``c_std``,
@@ -138,13 +129,17 @@ def aggregate(df: pd.DataFrame, task: str) -> pd.DataFrame:
     (:func:`ci_half_width`); ``ranking_ci`` that of ``ranking_value``. Between adjacent ranked
     entries: ``p_vs_above`` and ``seeds_vs_above`` (:func:`paired_t_test` on the per-seed ranking
     values against the entry ranked just above) and ``within_noise`` (p ≥ 0.05 or untestable;
-    <NA> for references, rank 1 and unranked entries).
+    <NA> for references, rank 1 and unranked entries). Against the original (doing nothing, see
+    :mod:`bench.report.signal`): ``p_vs_original``, ``seeds_vs_original``, ``better_than_original``
+    (the mean is on the better side) and ``beats_original`` (beyond noise and better; <NA> for
+    pinned and unranked entries). A task whose ranking metric has no signal has no ranks.
     """
     return summarize(select_task_rows(check_rows(df), task))
 
 
-def summarize(selected: TaskRows) -> pd.DataFrame:
-    """:func:`aggregate` for already selected rows."""
+def summarize(selected: TaskRows, signal: TaskSignal | None = None) -> pd.DataFrame:
+    """:func:`aggregate` for already selected rows (``signal``: their
+    :func:`~bench.report.signal.task_signal`, computed when not given)."""
     ok = selected.ok
     rank_by = ranking_metric(selected.task)
     rank_goal = metric_goal(rank_by)
@@ -155,14 +150,18 @@ def summarize(selected: TaskRows) -> pd.DataFrame:
         )
     if ok.empty:
         return pd.DataFrame(columns=["method", "reference", "rank", "seeds", "ranking_value"])
-    values, gaps, metrics = per_seed_table(ok)
+    signal = task_signal(ok) if signal is None else signal
+    values, gaps, metrics = per_seed_table(ok, signal)
     records = [entry_record(entry, rows, values, gaps, metrics, rank_by) for entry, rows in ok.groupby("entry", sort=True)]
+    if signal.unranked_why(rank_by):  # a composite is NaN already; a single metric without signal ranks nothing
+        for rec in records:
+            rec["ranking_value"] = rec["ranking_ci"] = math.nan
 
     sign = -1.0 if rank_goal == "max" else 1.0  # "min" and "oracle" (a gap) rank ascending
 
     def order(rec: dict) -> tuple:
         if rec["reference"]:
-            return (0, REFERENCE_METHODS.index(rec["method"]), 0.0, rec["entry"])
+            return (0, PINNED_METHODS.index(rec["method"]), 0.0, rec["entry"])
         value = float(rec["ranking_value"])
         return (1, int(math.isnan(value)), 0.0 if math.isnan(value) else sign * value, rec["entry"])
 
@@ -172,11 +171,16 @@ def summarize(selected: TaskRows) -> pd.DataFrame:
     above: str | None = None
     for rec in records:
         rec["p_vs_above"], rec["seeds_vs_above"], rec["within_noise"] = math.nan, 0, pd.NA
+        rec["p_vs_original"], rec["seeds_vs_original"], rec["better_than_original"] = math.nan, 0, pd.NA
+        rec["beats_original"] = pd.NA
         if rec["reference"] or math.isnan(float(rec["ranking_value"])):
             rec["rank"] = pd.NA
             continue
         rank += 1
         rec["rank"] = rank
+        nothing = versus_original(per_seed, rec["entry"], higher_is_better=rank_goal == "max")
+        rec["p_vs_original"], rec["seeds_vs_original"] = nothing.p, nothing.seeds
+        rec["better_than_original"], rec["beats_original"] = nothing.better_mean, nothing.beats
         if above is not None:
             p, n = paired_t_test(per_seed.xs(above, level="entry"), per_seed.xs(rec["entry"], level="entry"))
             rec["p_vs_above"], rec["seeds_vs_above"] = p, n
@@ -184,7 +188,8 @@ def summarize(selected: TaskRows) -> pd.DataFrame:
         above = rec["entry"]
     table = pd.DataFrame.from_records(records).set_index("entry")
     table["rank"] = table["rank"].astype("Int64")
-    table["within_noise"] = table["within_noise"].astype("boolean")
+    for name in ("within_noise", "better_than_original", "beats_original"):
+        table[name] = table[name].astype("boolean")
     return table
 
 
@@ -196,7 +201,7 @@ def entry_record(entry: str, rows: pd.DataFrame, values: pd.DataFrame, gaps: pd.
         "entry": entry,
         "method": rows["method"].iloc[0],
         "method_version": int(rows["method_version"].iloc[0]),
-        "reference": rows["method"].iloc[0] in REFERENCE_METHODS,
+        "reference": rows["method"].iloc[0] in PINNED_METHODS,  # pinned, not ranked
         "seeds": int(rows["seed"].nunique()),
         "data_used": " / ".join(sorted(set(rows["data_used"]))),
         "surrogate": " / ".join(distinct(rows["surrogate"])),
