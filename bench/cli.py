@@ -169,12 +169,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_perf(args: argparse.Namespace) -> int:
     """`bench perf`: the harness against the machine's limit and the reference pipelines (see bench/perf/)."""
     from bench.perf import run_perf
+    from bench.perf.crossseed import CrossSeedSize, parse_size
     from bench.perf.table import format_table, output_path, write_table
 
     rerun = None if args.rerun == "none" else args.rerun
+    try:
+        crossseed = (CrossSeedSize() if args.crossseed is None else None if args.crossseed == "none"
+                     else parse_size(args.crossseed))
+    except ValueError as err:
+        print(f"bench perf: {err}", file=sys.stderr)
+        return 2
     df = run_perf(
-        args.task, device=args.device, threads=args.threads, workers=args.workers, steps=args.steps,
-        repeats=args.repeats, method=args.method, rerun=rerun, rerun_methods=split_names(args.rerun_methods, "method"),
+        [] if args.task == ["none"] else args.task, crossseed=crossseed, device=args.device, threads=args.threads,
+        workers=args.workers, steps=args.steps, repeats=args.repeats, method=args.method, rerun=rerun, rerun_methods=split_names(args.rerun_methods, "method"),
         rerun_seeds=args.rerun_seeds, results=args.results, cache=args.cache, data_root=args.data_root,
         progress=lambda msg: print(f"bench perf: {msg}", file=sys.stderr),
     )
@@ -271,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "evaluation, and of a torchvision Dataset+DataLoader pipeline; the overhead share and peak memory "
                        "of one method run; the wall time of a fully cached re-run. Prints a table and writes it as "
                        f"Parquet (default: perf/ beside the results directory, ./{Path(USER_RESULTS).parent}/perf).")
-    p.add_argument("--task", nargs="+", default=["digits-cnn-class", "fmnist-lenet-class"], help="task name(s)")
+    p.add_argument("--task", nargs="+", default=["digits-cnn-class", "fmnist-lenet-class"],
+                   help="task name(s), or none (with --rerun none: only the cross-seed measure)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu); AMP on CUDA where the task's recipe allows")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument("--workers", type=positive_int, default=None, help="DataLoader workers of the reference pipeline, besides 0 "
@@ -283,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-methods", default=None, help="methods of the cached re-run, comma-separated (default: those "
                    "stored completely in --results, else original,finetune)")
     p.add_argument("--rerun-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--crossseed", default=None, help="EXAMPLESxSEEDS of the cross-seed metrics' timing on synthetic φ "
+                   "(default: issue 20's 6000x16, goal 5 s for all; eps_quality and klom_p95 at their smallest valid "
+                   "seed count), or none")
     p.add_argument("--results", default=USER_RESULTS, help=f"results directory (default ./{USER_RESULTS}; read only: "
                    "copied for the re-run)")
     p.add_argument("--cache", default=None, help="reference-model cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +17,7 @@ import torch
 
 from bench.cli import main
 from bench.env import CpuSetting, device_label, parse_device_label
-from bench.perf import clock, pipelines, runs, table
+from bench.perf import clock, crossseed, pipelines, runs, table
 from bench.perf.clock import Timing
 from bench.perf.table import GOALS, PERF_COLUMNS, PerfRow
 from bench.references import dataset_facts, model_factory
@@ -246,6 +247,7 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
             "perf", "--task", synthetic_task.name, "--steps", "3", "--repeats", "2", "--threads", "1", "--workers", "1",
             "--method", "finetune", "--rerun", synthetic_task.name, "--rerun-methods", "original", "--rerun-seeds", "0",
             "--results", str(tmp_path / "results"), "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "perf"),
+            "--crossseed", "none",  # its own test below
         ])
     finally:
         TASKS._entries.pop(synthetic_task.name, None)
@@ -300,3 +302,61 @@ def test_cli_perf_end_to_end(synthetic_task: Task, tmp_path: Path, capsys: pytes
     assert df.loc[df["measure"] == "ratio_train_ours_limit", "goal"].item() == ">= 0.9"
     assert df.loc[df["measure"] == "overhead_share", "meets_goal"].isna().all()  # the goal is for Fashion-MNIST
     assert (df["task"] == synthetic_task.name).all()
+
+
+# --------------------------------------------------------------------------- cross-seed metrics
+
+TINY = crossseed.CrossSeedSize(200, 6)  # 6: halves of 3, the fewest ulira fits leave-one-out
+
+
+def test_crossseed_sizes_and_synthetic_populations() -> None:
+    assert crossseed.parse_size("6000x16") == crossseed.CrossSeedSize() == crossseed.CrossSeedSize(6000, 16)
+    assert TINY.label == "synthetic-phi-200x6"
+    assert TINY.seeds_for("ulira_accuracy") == 6
+    assert {TINY.seeds_for(m) for m in crossseed.NONPARAMETRIC} == {2 * crossseed.MIN_NONPARAMETRIC_MODELS}
+    for bad in ("6000", "ax16", "6000x16x2"):
+        with pytest.raises(ValueError, match="EXAMPLESxSEEDS"):
+            crossseed.parse_size(bad)
+    with pytest.raises(ValueError, match="at least 3 models"):  # halves of 2: ulira's own refusal, before any timing
+        crossseed.CrossSeedSize(200, 4)
+    with pytest.raises(ValueError, match="even number"):
+        crossseed.CrossSeedSize(200, 7)
+    pops = crossseed.synthetic_populations(200, 6, seed=1)
+    assert list(pops) == ["oracle", "unlearned", "original"]
+    assert all(v.shape == (6, 200) for v in pops.values())
+    again = crossseed.synthetic_populations(200, 6, seed=1)
+    assert all(np.array_equal(pops[k], again[k]) for k in pops)
+    assert not np.array_equal(pops["oracle"], crossseed.synthetic_populations(200, 6, seed=2)["oracle"])
+
+
+def test_crossseed_rows_and_goal() -> None:
+    seen: list[str] = []
+    rows = crossseed.measure_crossseed(TINY, repeats=2, progress=seen.append)
+    metrics = list(crossseed.CROSS_SEED_METRICS.names())
+    assert [r.measure for r in rows] == [f"crossseed_{m}" for m in metrics] + [crossseed.TOTAL_MEASURE]
+    assert len(seen) == 2 * len(metrics)  # every metric timed once per repetition
+    assert {(r.task, r.unit, r.images) for r in rows} == {(TINY.label, "s", TINY.examples)}
+    assert all(r.value > 0 and r.cpu_value > 0 for r in rows)
+    by = {r.measure: r for r in rows}
+    assert by[crossseed.TOTAL_MEASURE].value == pytest.approx(sum(r.value for r in rows[:-1]))
+    for m in crossseed.NONPARAMETRIC:  # timed at the smallest N their definitions accept, and say so
+        assert "64 seeds" in by[f"crossseed_{m}"].note and "smallest valid N" in by[f"crossseed_{m}"].note
+    assert "6 seeds" in by["crossseed_ulira_accuracy"].note
+    df = table.perf_table(rows, {}, device=CPU, threads=2, workers=2, repeats=2, timestamp="2026-01-02T03:04:05+00:00")
+    goals = dict(zip(df["measure"], df["goal"]))
+    assert goals.pop(crossseed.TOTAL_MEASURE) == f"<= {crossseed.GOAL_SECONDS:g}" and set(goals.values()) == {""}
+    met = df.loc[df["measure"] == crossseed.TOTAL_MEASURE, "meets_goal"].item()
+    assert met == (by[crossseed.TOTAL_MEASURE].value <= crossseed.GOAL_SECONDS)
+    assert "synthetic-phi-200x6" in table.format_table(df)
+
+
+def test_cli_perf_crossseed_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc = main(["perf", "--task", "none", "--rerun", "none", "--crossseed", "200x6", "--repeats", "1",
+               "--out", str(tmp_path / "perf.parquet")])
+    assert rc == 0
+    df = table.read_table(tmp_path / "perf.parquet")
+    assert set(df["task"]) == {"synthetic-phi-200x6"}
+    assert list(df["measure"]) == [f"crossseed_{m}" for m in crossseed.CROSS_SEED_METRICS.names()] + ["crossseed_all"]
+    assert "crossseed_all" in capsys.readouterr().out
+    assert main(["perf", "--task", "none", "--rerun", "none", "--crossseed", "200by6"]) == 2
+    assert "EXAMPLESxSEEDS" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """``bench perf``: how fast the harness is, against the machine's limit and the reference pipelines.
 
 The package: :mod:`~bench.perf.pipelines` (training and evaluation throughput),
+:mod:`~bench.perf.crossseed` (the cross-seed metrics on synthetic per-example values),
 :mod:`~bench.perf.runs` (one method run and a cached re-run, each in a fresh interpreter started by
 :mod:`bench.perf.__main__`), :mod:`~bench.perf.table` (rows, goals, the Parquet table and its text),
 :mod:`~bench.perf.clock` (wall and CPU time); :func:`run_perf` here runs them all. It calls the
@@ -55,6 +56,11 @@ measure                        unit      what
 ``cached_rerun``               s         wall time of ``bench run`` (a fresh interpreter) over a
                                          suite whose results are all stored already (task
                                          column: the suite)
+``crossseed_<metric>``         s         :func:`bench.crossseed.halves` of one cross-seed metric
+                                         on synthetic φ (task column ``synthetic-phi-SxN``):
+                                         :mod:`bench.perf.crossseed`
+``crossseed_all``              s         their sum, every cross-seed metric of one (task,
+                                         method)                                  (goal <= 5)
 =============================  ========  ========================================================
 
 ``value`` is computed from wall-clock time; ``cpu_value`` is the same throughput or ratio computed
@@ -89,6 +95,7 @@ import torch
 from bench.env import default_cache_dir, resolve_device
 from bench.files import USER_RESULTS
 from bench.perf.clock import load_average
+from bench.perf.crossseed import CrossSeedSize, measure_crossseed
 from bench.perf.pipelines import measure_pipelines
 from bench.perf.runs import measure_cached_rerun, measure_run, resolve_task_names
 from bench.perf.table import PerfRow, perf_table
@@ -109,6 +116,7 @@ def run_perf(
     rerun: Sequence[str | Task] | str | None = "quick",
     rerun_methods: Sequence[str] | None = None,
     rerun_seeds: Sequence[int] = (0, 1, 2),
+    crossseed: CrossSeedSize | None = CrossSeedSize(),
     results: str | Path = USER_RESULTS,
     cache: str | Path | None = None,
     data_root: str | Path | None = None,
@@ -116,7 +124,8 @@ def run_perf(
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Every measure of the module docstring for ``tasks``, then the cached re-run of ``rerun`` (a
-    suite name, task names or Task objects; None skips it). Returns the table (not yet written:
+    suite name, task names or Task objects; None skips it), then the cross-seed metrics at
+    ``crossseed``'s size (None skips them). Returns the table (not yet written:
     :func:`bench.perf.table.write_table`)."""
     dev = resolve_device(device)
     if threads is not None:
@@ -148,4 +157,7 @@ def run_perf(
         rows.append(measure_cached_rerun(rerun_tasks, label=label, methods=rerun_methods, seeds=list(rerun_seeds),
                                          results=Path(results), device=dev, threads=threads, cache=cache_str,
                                          data_root=root))
+    if crossseed is not None:
+        say(f"cross-seed metrics on {crossseed.label} (load {load_average():.1f})")
+        rows += measure_crossseed(crossseed, repeats=repeats, seed=seed, progress=progress)
     return perf_table(rows, by_name, device=dev, threads=threads, workers=workers, repeats=repeats, timestamp=timestamp)
