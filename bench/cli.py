@@ -173,12 +173,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from bench.perf.table import format_table, output_path, write_table
 
     rerun = None if args.rerun == "none" else args.rerun
-    try:
-        crossseed = (CrossSeedSize() if args.crossseed is None else None if args.crossseed == "none"
-                     else parse_size(args.crossseed))
-    except ValueError as err:
-        print(f"bench perf: {err}", file=sys.stderr)
-        return 2
+    crossseed = (CrossSeedSize() if args.crossseed is None else None if args.crossseed == "none"
+                 else parse_size(args.crossseed))  # a bad size: ValueError, printed by main as `bench: error:`
     df = run_perf(
         [] if args.task == ["none"] else args.task, crossseed=crossseed, device=args.device, threads=args.threads,
         workers=args.workers, steps=args.steps, repeats=args.repeats, method=args.method, rerun=rerun, rerun_methods=split_names(args.rerun_methods, "method"),
