@@ -42,17 +42,21 @@ from bench.compare import NOT_COMPARED, CheckResult, compare
 from bench.env import parse_device_label
 
 #: Tolerances when the baseline was computed with another CPU instruction set (see the module
-#: docstring). Measured: the digits suite (13 methods and the oracle, seeds 0 1 2, 1,110 numbers),
-#: AVX512 kernels against AVX2 kernels on one machine, 2 threads; every run moved, because every
-#: trained model differs a little and training amplifies it. Largest |Δ| seen, per metric:
-#: forget 0.050, retain 0.026, test 0.035, forget_test 0.069, mia_efficacy 0.046, mia_auc 0.031,
-#: mia_cv 0.042, nomus 0.032, js_to_oracle 0.104, mia_efficacy_entropy 0.815 (an SVC boundary on a
-#: near-constant feature flips). Tolerance = 1.5 × that, rounded up; for mia_efficacy_entropy it
-#: exceeds the metric's range, so across instruction sets that metric is in effect not checked.
+#: docstring): 1.5 × the largest |Δ| seen per metric, rounded up to 0.01, over two measurements.
+#: (1) The digits suite of 13 methods and the oracle (seeds 0 1 2, 1,110 numbers), AVX512 kernels
+#: against AVX2 kernels on one machine, 2 threads. (2) The published digits suite of 24 methods and
+#: the oracle (1,986 numbers; published on an AVX2 machine) re-run on an AVX512 machine, 2 threads,
+#: 2026-12-02: 69% of the numbers came out identical, the rest moved because a model trained with
+#: other kernels is a slightly different model and the attacks amplify it (DLFD most). Largest |Δ|
+#: per metric, (1) / (2): forget 0.050 / 0.038, retain 0.026 / 0.039, test 0.035 / 0.047,
+#: forget_test 0.069 / 0.027, mia_efficacy 0.046 / 0.062, mia_auc 0.031 / 0.075, mia_cv 0.042 / 0.060,
+#: nomus 0.032 / 0.037, js_to_oracle 0.104 / 0.047, mia_efficacy_entropy 0.815 / 0.808 (an SVC
+#: boundary on a near-constant feature flips): for that metric the tolerance exceeds its range, so
+#: across instruction sets it is in effect not checked. On one instruction set the check is exact.
 CROSS_ISA_TOLERANCES: dict[str, float] = {
-    "forget_accuracy": 0.08, "retain_accuracy": 0.04, "test_accuracy": 0.06, "forget_test_accuracy": 0.11,
-    "mia_efficacy": 0.07, "mia_efficacy_entropy": 1.0, "mia_auc": 0.05, "mia_cv_accuracy": 0.07,
-    "js_to_oracle": 0.16, "nomus": 0.05,
+    "forget_accuracy": 0.08, "retain_accuracy": 0.06, "test_accuracy": 0.08, "forget_test_accuracy": 0.11,
+    "mia_efficacy": 0.10, "mia_efficacy_entropy": 1.0, "mia_auc": 0.12, "mia_cv_accuracy": 0.09,
+    "js_to_oracle": 0.16, "nomus": 0.06,
 }
 
 
