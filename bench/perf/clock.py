@@ -11,7 +11,7 @@ import os
 import resource
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -69,3 +69,21 @@ def load_average() -> float:
         return os.getloadavg()[0]
     except OSError:
         return float("nan")
+
+
+def interleaved(runs: dict[str, Callable[[], Timing]], repeats: int,
+                report: Callable[[str, int, Timing, float], None] | None = None
+                ) -> tuple[dict[str, Timing], dict[str, float]]:
+    """Run every measure of ``runs`` once per repetition, ``repeats`` times, interleaved (a burst of
+    other load hits every measure alike); return each one's :func:`fastest` timing and the mean
+    load average seen at its starts. ``report(name, repetition, timing, load)`` after each call."""
+    timings: dict[str, list[Timing]] = {name: [] for name in runs}
+    loads: dict[str, list[float]] = {name: [] for name in runs}
+    for rep in range(repeats):
+        for name, fn in runs.items():
+            loads[name].append(load_average())
+            timings[name].append(fn())
+            if report is not None:
+                report(name, rep, timings[name][-1], loads[name][-1])
+    return ({name: fastest(ts) for name, ts in timings.items()},
+            {name: sum(ls) / len(ls) for name, ls in loads.items()})

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bench.crossseed import CROSS_SEED_METRICS, MIN_NONPARAMETRIC_MODELS, halves
-from bench.perf.clock import Timing, fastest, load_average, start_clock, stop_clock
+from bench.perf.clock import Timing, interleaved, start_clock, stop_clock
 from bench.perf.table import CROSSSEED_GOAL_SECONDS as GOAL_SECONDS, PerfRow
 
 #: The measure whose row carries :data:`GOAL_SECONDS` (in :data:`bench.perf.table.GOALS`): the sum over the metrics.
@@ -103,24 +103,17 @@ def measure_crossseed(size: CrossSeedSize = CrossSeedSize(), *, repeats: int, se
     if repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
     runs = metric_runs(size, seed)
-    timings: dict[str, list[Timing]] = {name: [] for name in runs}
-    loads: dict[str, list[float]] = {name: [] for name in runs}
-    for rep in range(repeats):  # interleaved, so that a burst of other load hits every metric alike
-        for name, fn in runs.items():
-            loads[name].append(load_average())
-            timings[name].append(fn())
-            if progress is not None:
-                t = timings[name][-1]
-                progress(f"{size.label}: {name} {rep + 1}/{repeats}: {t.seconds:.2f} s (load {loads[name][-1]:.1f})")
-    best = {name: fastest(ts) for name, ts in timings.items()}
+    report = None if progress is None else (
+        lambda name, rep, t, load: progress(f"{size.label}: {name} {rep + 1}/{repeats}: {t.seconds:.2f} s (load {load:.1f})"))
+    best, loads = interleaved(runs, repeats, report)
     rows = []
     for name, t in best.items():
         n = size.seeds_for(name.removeprefix("crossseed_"))
         why = f"; its smallest valid N ({MIN_NONPARAMETRIC_MODELS} per half)" if n != size.seeds else ""
         rows.append(PerfRow(size.label, "", name, t.seconds, "s", t.images,
                             f"halves over {n} seeds per population{why}, fastest of {repeats}",
-                            float(np.mean(loads[name])), t.cpu_seconds))
-    load = float(np.mean([v for vs in loads.values() for v in vs]))
+                            loads[name], t.cpu_seconds))
+    load = float(np.mean(list(loads.values())))  # every measure ran `repeats` times: the mean of all starts
     rows.append(PerfRow(size.label, "", TOTAL_MEASURE, sum(t.seconds for t in best.values()), "s", size.examples,
                         f"sum of the crossseed_* rows: every cross-seed metric of one (task, method); issue 20 asks "
                         f"<= {GOAL_SECONDS:g} s at {CrossSeedSize().label}", load,

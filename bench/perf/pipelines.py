@@ -20,7 +20,7 @@ from torch import nn
 from bench.data import Split, TaskData, generator, to_float
 from bench.splits import build_task_data
 from bench.group import split_logits
-from bench.perf.clock import Timing, fastest, load_average, start_clock, stop_clock
+from bench.perf.clock import Timing, interleaved, start_clock, stop_clock
 from bench.perf.table import PerfRow, ratio
 from bench.references import dataset_facts, model_factory
 from bench.tasks import Recipe, Task
@@ -234,28 +234,21 @@ def measure_pipelines(task: Task, *, device: torch.device, steps: int | None, re
 
     runs = training_runs(init, subset, recipe, mean=mean, std=std, worker_counts=worker_counts, seed=seed, device=device)
     runs |= eval_runs(init, td, n_eval, device, ours=True)
-    timings: dict[str, list[Timing]] = {name: [] for name in runs}
-    loads: dict[str, list[float]] = {name: [] for name in runs}
-    for rep in range(repeats):  # interleaved, so that a burst of other load hits every measure alike
-        for name, fn in runs.items():
-            loads[name].append(load_average())
-            timings[name].append(fn())
-            if progress is not None:
-                t = timings[name][-1]
-                progress(f"{task.name}: {name} {rep + 1}/{repeats}: {t.images_per_s:,.0f} images/s, "
-                         f"{t.images_per_cpu_s:,.0f} images/CPU-s (load {loads[name][-1]:.1f})")
-    best = {name: fastest(ts) for name, ts in timings.items()}
+    report = None if progress is None else (
+        lambda name, rep, t, load: progress(f"{task.name}: {name} {rep + 1}/{repeats}: {t.images_per_s:,.0f} images/s, "
+                                            f"{t.images_per_cpu_s:,.0f} images/CPU-s (load {load:.1f})"))
+    best, loads = interleaved(runs, repeats, report)
     for w in worker_counts:
         if best[f"train_reference_w{w}"].images != best["train_ours"].images:
             raise RuntimeError("the reference pipeline and ours processed different image counts")
 
     arch, note = task.arch, f"fastest of {repeats}"
-    rows = [PerfRow(task.name, arch, name, t.images_per_s, "images/s", t.images, note, float(np.mean(loads[name])),
+    rows = [PerfRow(task.name, arch, name, t.images_per_s, "images/s", t.images, note, loads[name],
                     t.images_per_cpu_s) for name, t in best.items()]
     train_winner, best["train_limit"] = best_variant(best, "train_limit_")
     eval_winner, best["eval_limit"] = best_variant(best, "eval_limit_")
     ref_name = max((f"train_reference_w{w}" for w in worker_counts), key=lambda k: best[k].images_per_s)
-    load = float(np.mean([v for vs in loads.values() for v in vs]))
+    load = float(np.mean(list(loads.values())))  # every measure ran `repeats` times: the mean of all starts
 
     def derived(measure: str, t: Timing, note: str) -> PerfRow:
         return PerfRow(task.name, arch, measure, t.images_per_s, "images/s", t.images, note, load, t.images_per_cpu_s)
