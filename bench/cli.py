@@ -138,16 +138,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.examples import store_examples
     from bench.report import write_report
     from bench.results import read_store
 
     if args.check:  # regenerate in memory, compare with the files on disk, write nothing
         from bench.report import format_leaderboard_diff, leaderboard_diff
 
-        diffs = leaderboard_diff(read_store(args.results), args.out)
+        diffs = leaderboard_diff(read_store(args.results), args.out, examples=store_examples(args.results))
         print(format_leaderboard_diff(diffs, args.results, args.out), file=sys.stderr if diffs else sys.stdout)
         return 1 if diffs else 0
-    paths = write_report(read_store(args.results), args.out)
+    paths = write_report(read_store(args.results), args.out, examples=store_examples(args.results))
     print(f"wrote {len(paths)} file(s); index: {(Path(args.out) / 'index.md').resolve()}")
     return 0
 

@@ -21,7 +21,7 @@ live beside its code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
@@ -325,6 +325,7 @@ class Estimate:
 class Halves:
     """:func:`halves`' answer. ``values[name]``: population ``name`` of one half vs the oracles of
     the other; ``minus_floor[name]``: its distance to ``floor``, CI paired on the same resamples;
+    ``minus_baseline[name]``: its distance to the population named ``baseline`` (empty without one);
     ``details[name]``: the metric's two answers (A vs B, B vs A), ``"oracle"`` being the floor's."""
 
     metric: str
@@ -334,10 +335,12 @@ class Halves:
     details: Mapping[str, tuple[Any, Any]]
     n_per_half: int
     n_examples: int
+    minus_baseline: Mapping[str, Estimate] = field(default_factory=dict)
+    baseline: str | None = None
 
 
 def halves(metric: str, oracle: Any, populations: Mapping[str, Any], *, n_boot: int = 1000,
-           confidence: float = 0.95, seed: int = 0) -> Halves:
+           confidence: float = 0.95, seed: int = 0, baseline: str | None = None) -> Halves:
     """Split-halves comparison of ``populations`` (e.g. ``{"unlearned": U, "original": P}``, each
     ``[N, S]``, row i = model seed i, as ``oracle``) with the oracles, at equal sizes on disjoint seeds.
 
@@ -346,13 +349,17 @@ def halves(metric: str, oracle: Any, populations: Mapping[str, Any], *, n_boot: 
     unlearned model shares its initialisation with oracle i; the halves never pair them.
     CIs: percentiles of ``n_boot`` resamples of the examples (``numpy.random.default_rng(seed)``),
     every statistic on the same resamples; each metric's fits stay those of all examples
-    (a pooled variance moves by O(1/S) with the resample).
+    (a pooled variance moves by O(1/S) with the resample). ``baseline`` names one of
+    ``populations`` (the original, say) that every other is also compared with: value(X) −
+    value(baseline), paired on the same resamples.
     """
     spec = CROSS_SEED_METRICS.get(metric)
     if n_boot < 1 or not 0.0 < confidence < 1.0:
         raise ValueError(f"halves needs n_boot ≥ 1 and confidence in (0, 1), got {n_boot} and {confidence}")
     if "oracle" in populations:
         raise ValueError("halves: 'oracle' names the floor; give the other populations other names")
+    if baseline is not None and baseline not in populations:
+        raise ValueError(f"halves: baseline {baseline!r} is not one of the populations {sorted(populations)}")
     O = _matrix(oracle, "halves")
     n, s = O.shape
     if n % 2:
@@ -377,11 +384,12 @@ def halves(metric: str, oracle: Any, populations: Mapping[str, Any], *, n_boot: 
         return Estimate(value, *(float(x) for x in np.percentile(draws, q)))
 
     names = list(populations)
+    versus = {k: estimate(point[k] - point[baseline], boot[k] - boot[baseline]) for k in names if k != baseline} if baseline else {}
     return Halves(
         metric, estimate(point["oracle"], boot["oracle"]),
         {k: estimate(point[k], boot[k]) for k in names},
         {k: estimate(point[k] - point["oracle"], boot[k] - boot["oracle"]) for k in names},
-        details, n // 2, s,
+        details, n // 2, s, versus, baseline,
     )
 
 

@@ -1,5 +1,6 @@
 """Metrics: pure functions of predicted logits (and the oracle's), one registry entry each.
 (Over 300 lines because every metric and composite score is declared here, one home each.)
+The two residue metrics of class tasks read the model itself (:mod:`bench.residue`).
 
 Logits are collected once per model per split (:class:`Evaluation`); every metric reads them and
 returns ``(value, n)`` — the raw float and the number of examples it was computed on. Each entry
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench import mia
+from bench import mia, residue
 from bench.lookup import Registry
 from bench.results import ORIGINAL
 
@@ -58,6 +59,7 @@ class Evaluation:
     seed: int
     runtime_seconds: float
     oracle_seconds: float
+    residue: residue.ResidueInputs | None = None  # the model itself, for the residue metrics (class tasks)
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,23 @@ def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
     ), len(ev.forget)
 
 
+@register_metric("probe_accuracy", "oracle", "linear probe on penultimate features (fitted on D_v, all classes): "
+                 "accuracy on D_ft", applies=lambda ev: ev.residue is not None, needs_finite=True, measures="forgetting")
+def probe_accuracy(ev: Evaluation) -> tuple[float, int]:
+    """See :func:`bench.residue.probe_accuracy` (a function of the model, not of its logits)."""
+    assert ev.residue is not None
+    return residue.probe_accuracy(ev.residue)
+
+
+@register_metric("relearn_steps", "oracle", f"full-batch fine-tuning steps on {residue.RELEARN_IMAGES} forget images until "
+                 f"D_ft accuracy ≥ {residue.RELEARN_TARGET} (cap {residue.RELEARN_CAP})",
+                 applies=lambda ev: ev.residue is not None, needs_finite=True, measures="forgetting")
+def relearn_steps(ev: Evaluation) -> tuple[float, int]:
+    """See :func:`bench.residue.relearn_steps` (trains a copy of the model)."""
+    assert ev.residue is not None
+    return residue.relearn_steps(ev.residue)
+
+
 @register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, balanced; 0.5 = indistinguishable",
                  needs_finite=True, measures="forgetting")
 def mia_auc(ev: Evaluation) -> tuple[float, int]:
@@ -290,8 +309,11 @@ def tow(gaps: np.ndarray) -> np.ndarray:
 #: Metrics that spend their time in scikit-learn's libsvm, which releases the GIL. When torch has more
 #: than one CPU thread, every metric is computed in a pool of that many threads, these first (they are
 #: the long ones: ~2 s each on Fashion-MNIST, the rest ~0.3 s together); each metric is a pure function
-#: of the logits and the seed, so the values are those computed one after the other.
-THREADED_METRICS = ("mia_efficacy", "mia_efficacy_entropy")
+#: of the logits and the seed (the residue metrics: of the model, which they never change), so the
+#: values are those computed one after the other.
+#: The metrics that read the model itself (:mod:`bench.residue`), on class tasks.
+RESIDUE_METRICS = ("probe_accuracy", "relearn_steps")
+THREADED_METRICS = ("relearn_steps", "probe_accuracy", "mia_efficacy", "mia_efficacy_entropy")
 
 
 def non_finite_logits(ev: Evaluation) -> str:

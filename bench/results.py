@@ -1,7 +1,9 @@
 """The results store: one Parquet file per run, long format, raw float64 values, append-only.
 
 Layout: ``<results>/<task>/<method>/seed<seed>-<run_id>.parquet`` for a completed run and
-``...-<run_id>.failed.parquet`` for a run that raised (one row carrying the error and traceback).
+``...-<run_id>.failed.parquet`` for a run that raised (one row carrying the error and traceback);
+beside a completed run, ``...-<run_id>.examples.parquet`` holds its per-example values
+(:mod:`bench.examples`; written first, so a rows file never lacks the values it was stored with).
 Files are written to a temporary name and renamed, so an interrupted run leaves nothing behind.
 A completed run is never overwritten except by an explicit ``--force``; a failure record is
 replaced by the successful re-run of the same run id. Reading the store ignores nothing
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -63,6 +66,15 @@ SCHEMA = pa.schema([
 COLUMNS = SCHEMA.names
 
 
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """What one run hands the store (:func:`write_run`): its rows and, for a completed run whose
+    model has finite outputs, its per-example table (:mod:`bench.examples`)."""
+
+    rows: list[dict]
+    examples: pa.Table | None = None
+
+
 class CorruptResults(RuntimeError):
     """One or more result files cannot be read; the message names them."""
 
@@ -97,9 +109,27 @@ def make_run_id(task_identity: dict, task_version: int, method: str, method_vers
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+EXAMPLES_SUFFIX = ".examples.parquet"
+
+
 def run_path(results_dir: Path, task: str, method: str, seed: int, run_id: str, *, failed: bool) -> Path:
     suffix = ".failed.parquet" if failed else ".parquet"
     return Path(results_dir) / task / method / f"seed{seed}-{run_id}{suffix}"
+
+
+def examples_file(rows_path: Path) -> Path:
+    """The per-example file beside a completed run's rows file."""
+    return rows_path.with_name(rows_path.name.removesuffix(".parquet") + EXAMPLES_SUFFIX)
+
+
+def rows_file(examples_path: Path) -> Path:
+    """The rows file of a per-example file (:func:`examples_file` inverted)."""
+    return examples_path.with_name(examples_path.name.removesuffix(EXAMPLES_SUFFIX) + ".parquet")
+
+
+def row_files(root: Path) -> list[Path]:
+    """Every rows file (completed or failed run) under ``root``, sorted; per-example files are not."""
+    return sorted(p for p in root.rglob("*.parquet") if not p.name.endswith(EXAMPLES_SUFFIX))
 
 
 def stored_runs(results_dir: str | Path) -> dict[str, str]:
@@ -108,7 +138,7 @@ def stored_runs(results_dir: str | Path) -> dict[str, str]:
     root = Path(results_dir)
     if not root.exists():
         return out
-    for path in root.rglob("*.parquet"):
+    for path in row_files(root):
         name = path.name
         failed = name.endswith(".failed.parquet")
         run_id = name.removesuffix(".failed.parquet" if failed else ".parquet").rsplit("-", 1)[-1]
@@ -120,11 +150,13 @@ def stored_runs(results_dir: str | Path) -> dict[str, str]:
 def stored_tasks(results_dir: str | Path) -> list[str]:
     """The tasks that have runs in the store (the first folder level of its layout), sorted."""
     root = Path(results_dir)
-    return sorted({p.relative_to(root).parts[0] for p in root.rglob("*.parquet")}) if root.is_dir() else []
+    return sorted({p.relative_to(root).parts[0] for p in row_files(root)}) if root.is_dir() else []
 
 
-def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False) -> Path:
-    """Write one run's rows atomically; refuses to overwrite a completed run unless ``force``."""
+def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False, examples: pa.Table | None = None) -> Path:
+    """Write one run's rows atomically; refuses to overwrite a completed run unless ``force``.
+    ``examples``: a completed run's per-example table (:func:`bench.examples.example_table`),
+    written first beside it; a re-run without one removes the stale file its run id had."""
     if not rows:
         raise ValueError("a run has at least one row")
     first = rows[0]
@@ -136,7 +168,13 @@ def write_run(rows: list[dict], results_dir: str | Path, *, force: bool = False)
     path = failed_path if failed else ok_path
     if ok_path.exists() and not force:
         raise AlreadyStored(ok_path)
+    if examples is not None and failed:
+        raise ValueError("a failed run has no per-example values")
     try:
+        if examples is not None:
+            write_table_atomic(examples, examples_file(ok_path))
+        elif not failed and examples_file(ok_path).exists():
+            examples_file(ok_path).unlink()
         write_table_atomic(pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA), path)
     except OSError as err:  # a full disk, a folder made read-only mid-run: the atomic write left nothing
         raise StoreNotWritable(
@@ -165,7 +203,7 @@ def read_store(results_dir: str | Path) -> pd.DataFrame:
     if not root.is_dir():
         raise FileNotFoundError(f"results directory {root} does not exist; run `bench run` first or pass --results DIR")
     tables, bad = [], []
-    for path in sorted(root.rglob("*.parquet")):
+    for path in row_files(root):
         try:
             table = pq.read_table(path)
         except (pa.ArrowException, OSError) as err:

@@ -10,7 +10,13 @@ For a task and seed the training images are split, in this order and determinist
    ``"forget"``).
 3. **retain** D_r: the pool minus D_f.
 
+Both draws use the task's split seed (``Task.split_seed_for``): the task's own ``split_seed``
+when it has one (seeds by role: every model seed shares the split), else the model seed.
+
 Test data D_t is the dataset's fixed test split; D_ft are its images of the forgotten classes.
+The **control** images (:func:`control_positions`) are a fixed sample of D_t, the same for every
+seed and method: the held-out images whose per-example values are stored beside the forget
+set's (:mod:`bench.examples`).
 
 Face datasets (:mod:`bench.datasets.faces`) change three things:
 
@@ -88,7 +94,7 @@ def carve_validation(task: Task, ds: ImageDataset, seed: int, order: torch.Tenso
         n_val = int(len(y) * task.val_fraction)
         return Validation(x, y, ds.train_groups, torch.sort(order[:n_val]).values, torch.sort(order[n_val:]).values, n_val,
                           f"the first {task.val_fraction:.0%} of random.Random({task.forget.seed}).shuffle of the training indices")
-    val_mask = stratified_pick(y, task.val_fraction, generator(seed, "val"))
+    val_mask = stratified_pick(y, task.val_fraction, generator(task.split_seed_for(seed), "val"))
     return Validation(x, y, ds.train_groups, torch.nonzero(val_mask).flatten(), torch.nonzero(~val_mask).flatten(), 0,
                       f"carved: a class-stratified {task.val_fraction:.0%} of the training images (seed stream 'val')")
 
@@ -107,7 +113,7 @@ def forget_mask(task: Task, ds: ImageDataset, seed: int, pool: torch.Tensor, ord
     if rule.kind == "random":
         mask = torch.zeros(len(pool), dtype=torch.bool)
         k = int(round(rule.fraction * len(pool)))
-        mask[torch.randperm(len(pool), generator=generator(seed, "forget"))[:k]] = True
+        mask[torch.randperm(len(pool), generator=generator(task.split_seed_for(seed), "forget"))[:k]] = True
         return mask
     if rule.kind == "identities":
         if ds.train_groups is None:
@@ -124,9 +130,23 @@ def forget_mask(task: Task, ds: ImageDataset, seed: int, pool: torch.Tensor, ord
             k = max(1, int(round(rule.fraction * len(people))))
             if k >= len(people):
                 raise ValueError(f"task {task.name}: forgetting {k} of the {len(people)} training people leaves nobody to retain")
-            chosen = people[torch.randperm(len(people), generator=generator(seed, "forget"))[:k]]
+            chosen = people[torch.randperm(len(people), generator=generator(task.split_seed_for(seed), "forget"))[:k]]
         return torch.isin(pool_groups, chosen)
     raise ValueError(f"task {task.name}: forget kind {rule.kind!r} has no rule for picking images in bench.splits.forget_mask")
+
+
+#: How many test images the control sample holds (all of them when the test split is smaller).
+CONTROL_SIZE = 1000
+
+
+def control_positions(task: Task, n_test: int) -> torch.Tensor:
+    """Positions in D_t of the control sample: :data:`CONTROL_SIZE` test images drawn without
+    replacement by the seed stream ``"control"`` of the task's split seed (0 for a task without
+    one), sorted; fixed per task, whatever the model seed."""
+    seed = task.split_seed if task.split_seed is not None else 0
+    if n_test <= CONTROL_SIZE:
+        return torch.arange(n_test)
+    return torch.sort(torch.randperm(n_test, generator=generator(seed, "control"))[:CONTROL_SIZE]).values
 
 
 def check_not_empty(task: Task, ds: ImageDataset, val: Validation, val_idx: torch.Tensor, test_idx: torch.Tensor,
@@ -204,6 +224,7 @@ def build_task_data(task: Task, seed: int, data_root: str | None = None) -> Task
     if forget_classes:
         forget_test = test.subset(torch.isin(test.y, torch.tensor(forget_classes)), "forget_test")
     train_idx = torch.sort(pool).values
+    control = control_positions(task, len(test_idx))
     return TaskData(
         task=task,
         seed=seed,
@@ -220,4 +241,7 @@ def build_task_data(task: Task, seed: int, data_root: str | None = None) -> Task
         # indices join the validation split's in the hash that keys the cached original
         val_hash=tensor_hash(val_idx, train_idx) if ds.leakage_audit else tensor_hash(val_idx),
         audit=audit,
+        forget_index=forget_idx,
+        control=control,
+        control_index=test_idx[control],
     )

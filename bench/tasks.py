@@ -3,6 +3,14 @@
 A task fixes the dataset, the architecture, what to forget, the recipe that trains the original
 and the oracle, the size of the validation split, the ranking metric and a ``version`` that is
 stored with every number (bump it whenever anything here would move a number).
+
+**Seeds by role.** A task with a ``split_seed`` fixes its validation split and its forget set by
+that seed: every model seed s (``bench run --seeds``) trains original s and oracle s on the same
+split and runs the method on original s, so N seeds give N (original, oracle, unlearned) triples
+on one forget set — independent trainings, the layout the cross-seed per-example attacks
+(:mod:`bench.crossseed`) need. A task without one (``split_seed=None``, the version-1 layout of
+the Fashion-MNIST suite until it is re-published) draws both from the model seed: each seed is a
+different forget set, and the cross-seed attacks do not apply to it.
 """
 from __future__ import annotations
 
@@ -111,14 +119,39 @@ class Task:
     surrogate: str | None = None  # a source in bench.datasets.surrogate.SURROGATES
     surrogate_size: int = 0
     tags: tuple[str, ...] = field(default=())
+    split_seed: int | None = None  # fixes validation and forget set; None: drawn from each model seed
 
     def __post_init__(self) -> None:
         if (self.surrogate is None) != (self.surrogate_size == 0):
             raise ValueError(f"task {self.name}: give both surrogate and surrogate_size, or neither")
+        if self.split_seed is not None and self.split_seed < 0:
+            raise ValueError(f"task {self.name}: split_seed must be >= 0 or None, got {self.split_seed}")
+
+    @property
+    def fixed_split(self) -> bool:
+        """Whether every model seed shares one forget set (seeds by role; see the module docstring)."""
+        return self.split_seed is not None
+
+    def split_seed_for(self, model_seed: int) -> int:
+        """The seed of the validation and forget draws for ``model_seed``: the task's own, or the
+        model seed itself for a task without one."""
+        return model_seed if self.split_seed is None else self.split_seed
+
+    def describe_seeds(self) -> str:
+        """The task card's line on what a seed means."""
+        if self.split_seed is None:
+            return ("each seed draws its own validation split and forget set and trains its models on them "
+                    "(one forget set per seed: the cross-seed attacks do not apply)")
+        return (f"validation split and forget set fixed by the task's split seed {self.split_seed}; seed s trains "
+                "original s and oracle s and runs the method on original s")
 
     def identity(self) -> dict:
-        """Everything that defines the task's numbers (hashed into run ids)."""
-        return asdict(self) | {"tags": None, "description": None}
+        """Everything that defines the task's numbers (hashed into run ids). ``split_seed`` joins it
+        only when set, so the run ids of the tasks without one are those they had before it existed."""
+        out = asdict(self) | {"tags": None, "description": None}
+        if self.split_seed is None:
+            del out["split_seed"]
+        return out
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -146,6 +179,7 @@ def get_suite(name: str) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------------------------------------
 # Digits: the embedded default. A small CNN trained to 100% training accuracy in seconds on CPU.
+# Version 2: seeds by role (split seed 0): one forget set, N model seeds.
 # ---------------------------------------------------------------------------------------------
 DIGITS_RECIPE = Recipe(epochs=30, batch_size=64, lr=1e-3, optimizer="adam")
 
@@ -153,19 +187,19 @@ register_task(Task(
     name="digits-cnn-class",
     description="scikit-learn digits, small CNN: forget every training image of class 3",
     dataset="digits", arch="digits_cnn", forget=ForgetRule("classes", classes=(3,)),
-    recipe=DIGITS_RECIPE, version=1, surrogate="photo_crops", surrogate_size=2000, tags=("quick",),
+    recipe=DIGITS_RECIPE, version=2, surrogate="photo_crops", surrogate_size=2000, tags=("quick",), split_seed=0,
 ))
 register_task(Task(
     name="digits-cnn-random10",
     description="scikit-learn digits, small CNN: forget 10% of training images, uniformly at random",
     dataset="digits", arch="digits_cnn", forget=ForgetRule("random", fraction=0.1),
-    recipe=DIGITS_RECIPE, version=1, surrogate="photo_crops", surrogate_size=2000, tags=("quick",),
+    recipe=DIGITS_RECIPE, version=2, surrogate="photo_crops", surrogate_size=2000, tags=("quick",), split_seed=0,
 ))
 register_task(Task(
     name="digits-cnn-multiclass",
     description="scikit-learn digits, small CNN: forget every training image of classes 1 and 7",
     dataset="digits", arch="digits_cnn", forget=ForgetRule("classes", classes=(1, 7)),
-    recipe=DIGITS_RECIPE, version=1, surrogate="photo_crops", surrogate_size=2000, tags=("quick",),
+    recipe=DIGITS_RECIPE, version=2, surrogate="photo_crops", surrogate_size=2000, tags=("quick",), split_seed=0,
 ))
 
 SUITES["quick"] = ("digits-cnn-class", "digits-cnn-random10", "digits-cnn-multiclass")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench.results import read_store, stored_runs
+from bench.results import read_store, row_files, stored_runs
 from bench.run.executors import LocalExecutor, ProcessExecutor
 from bench.run.workers import WorkerDied
 
@@ -114,7 +114,7 @@ def test_interrupted_plan_resumes_without_duplicates(synthetic_task, tmp_path: P
     assert all(len(m) == len(set(m)) for m in per_run), "duplicate rows"
     assert df["run_id"].nunique() == 4 * 3 + 3  # 12 method runs + 3 oracle reference runs
     assert set(df["status"]) == {"ok"}
-    assert len(list(results.rglob("*.parquet"))) == 15
+    assert len(row_files(results)) == 15
 
 
 def test_local_executor_stores_each_run_before_the_next_starts(synthetic_task, tmp_path: Path) -> None:

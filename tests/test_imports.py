@@ -6,7 +6,7 @@ layer as long as no cycle forms; an upward import or a cycle fails, naming the p
 lowest first, are those of DESIGN.md:
 
     env, lookup, files < tasks, registry, results, datasets < data, splits, leakage, models, train
-        < references, metrics, mia, crossseed, group, claims, methods < report < run < compare < check, perf < cli < bench
+        < references, metrics, mia, residue, crossseed, examples, group, claims, methods < report < run < compare < check, perf < cli < bench
 
 ``bench.registry`` loads the bundled methods by importing the ``bench.methods`` package (a plugin
 mechanism): that one edge is the only import allowed to point upward.
@@ -27,7 +27,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.env", "bench.lookup", "bench.files"),
     ("bench.tasks", "bench.registry", "bench.results", "bench.datasets"),
     ("bench.data", "bench.splits", "bench.leakage", "bench.models", "bench.train"),
-    ("bench.references", "bench.metrics", "bench.mia", "bench.crossseed", "bench.group", "bench.claims", "bench.methods"),
+    ("bench.references", "bench.metrics", "bench.mia", "bench.residue", "bench.crossseed", "bench.examples", "bench.group",
+     "bench.claims", "bench.methods"),
     ("bench.report",),
     ("bench.run",),
     ("bench.compare",),

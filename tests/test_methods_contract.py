@@ -27,6 +27,7 @@ from bench.run import evaluate
 from bench.run.plan import RunSpec
 from bench.data import MethodData, Split, TaskData, method_view, seed_stream, surrogate_split
 from bench.splits import build_task_data
+from bench.group import split_logits
 from bench.metrics import SplitLogits
 from bench.models import state_hash
 from bench.references import References, get_references, model_factory
@@ -176,10 +177,11 @@ def test_runner_hands_only_declared_data(name: str, kind: str, contexts: dict[st
         seen.update(data=data, hp=kwargs, device=device)
         return model
 
-    monkeypatch.setattr(evaluate, "model_metrics", lambda *a, **k: ({"stub": (0.0, 1)}, {}))  # (values, refused)
+    monkeypatch.setattr(evaluate, "model_metrics",  # ((values, refused), logits)
+                        lambda model, td, *a, **k: (({"stub": (0.0, 1)}, {}), split_logits(model, td, CPU)))
     run = RunSpec(ctx.task, spec.name, spec.version, canonical_json(hp), SEED)
     oracle_forget = SplitLogits(predict_logits(ctx.refs.oracle.model, ctx.td.forget, device=CPU), ctx.td.forget.y)
-    rows = evaluate.run_method(dataclasses.replace(spec, fn=spy), run, ctx.td, ctx.refs, oracle_forget, CPU, ctx.surrogate)
+    rows = evaluate.run_method(dataclasses.replace(spec, fn=spy), run, ctx.td, ctx.refs, oracle_forget, CPU, ctx.surrogate).rows
     assert [r["status"] for r in rows] == ["ok"], rows[0].get("error")
     assert rows[0]["data_used"] == (",".join(spec.uses) or "none")
     check_view(spec, hp, seen["data"], ctx)

@@ -17,7 +17,7 @@ from bench.models import build_model
 from bench.perf import runs as perf_runs
 from bench.references import save_checkpoint
 from bench.report import GENERATED_HEADER, write_report
-from bench.results import read_store, rows_for_run, run_fields, write_run
+from bench.results import read_store, row_files, rows_for_run, run_fields, write_run
 from bench.tasks import TASKS, Task
 
 TASK = "digits-cnn-class"
@@ -256,6 +256,6 @@ def test_a_users_first_bench_run_in_a_checkout_computes_into_runs_and_never_touc
     assert "0 already stored, 1 to do" in out.err  # computed, not found among the published runs
     assert f"results:     {tmp_path / 'runs' / 'results'}" in out.out
     assert f"leaderboard: {tmp_path / 'runs' / 'leaderboard' / 'index.md'}" in out.out
-    assert len(list((tmp_path / "runs" / "results").rglob("*.parquet"))) == 2  # the run and its oracle
+    assert len(row_files(tmp_path / "runs" / "results")) == 2  # the run and its oracle
     assert main(["report"]) == 0 and f"index: {tmp_path / 'runs' / 'leaderboard' / 'index.md'}" in capsys.readouterr().out
     assert {name: files_of(tmp_path / name) for name in ("results", "leaderboard")} == published

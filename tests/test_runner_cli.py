@@ -85,7 +85,9 @@ def test_run_returns_rows_and_writes_files(first_run, synthetic_task: Task) -> N
         assert {"forget_accuracy", "retain_accuracy", "test_accuracy", "forget_test_accuracy", "mia_efficacy",
                 "runtime_seconds", "speedup", "js_to_oracle"} <= metrics <= set(METRICS.names())
     files = sorted(p.relative_to(root / "results").as_posix() for p in (root / "results").rglob("*") if p.is_file())
-    assert len(files) == 6 and all(f.endswith(".parquet") and not f.endswith(".failed.parquet") for f in files)
+    rows_files = [f for f in files if not f.endswith(".examples.parquet")]
+    assert len(rows_files) == 6 and all(f.endswith(".parquet") and not f.endswith(".failed.parquet") for f in rows_files)
+    assert sorted(f.replace(".examples.parquet", ".parquet") for f in files if f not in rows_files) == rows_files
     assert {f.split("/")[1] for f in files} == {"oracle", *CHEAP}
     assert all(f.startswith(f"{synthetic_task.name}/") for f in files)
     df = read_store(root / "results")

@@ -88,10 +88,11 @@ def one_run(task: Task, method: str, *, device: str, cache: str, data_root: str 
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-perf-run-") as results:
         start = time.perf_counter()
-        rows = run_method(spec, planned, group.td, group.refs, group.oracle_logits["forget"], dev, group.surrogate,
-                          timings=timings)
-        write_run(rows, results)
+        record = run_method(spec, planned, group.td, group.refs, group.oracle_logits["forget"], dev, group.surrogate,
+                            timings=timings)
+        write_run(record.rows, results, examples=record.examples)
         wall = time.perf_counter() - start
+    rows = record.rows
     if rows[0]["status"] != "ok":
         raise RuntimeError(f"{method} on {task.name} failed during bench perf:\n{rows[0]['error']}")
     (method_seconds,) = [r["value"] for r in rows if r["metric"] == "runtime_seconds"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from bench.claims import Claim, claims_for
 from bench.files import atomic_write_text
+from bench.report.crossseed import ExamplesOf, crossseed_section
 from bench.report.index import render_index
 from bench.report.pages import GENERATED_HEADER, page_name, render_task
 from bench.report.plots import PLOT_KINDS, PLOTS_DIR, plot_files, plot_name
@@ -28,11 +29,14 @@ from bench.report.stats import per_seed_table, summarize
 DIFF_LINES = {"md": 120, "svg": 20}
 
 
-def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, plots: bool = True) -> dict[str, str]:
+def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, plots: bool = True,
+                  examples: ExamplesOf | None = None) -> dict[str, str]:
     """The leaderboard: relative file name → content. ``index.md``, one ``<task>.md`` per task,
     and with ``plots`` the SVGs ``plots/<task>-tradeoff.svg`` and ``plots/<task>-runtime.svg``
     (text; same rows → same bytes). ``claims``: published numbers to show beside ours (default
-    :data:`bench.claims.CLAIMS`)."""
+    :data:`bench.claims.CLAIMS`). ``examples``: the store's per-example values by task
+    (``functools.partial(bench.examples.read_examples, results_dir)``), for the cross-seed
+    attacks; without it the pages have none."""
     rows = check_rows(df)
     tasks = sorted(set(rows["task"]))
     selections = [select_task_rows(rows, t) for t in tasks]
@@ -47,7 +51,7 @@ def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, pl
         figures.update({path: svg for path, (svg, _, _) in made.items()})
         links = [(path, alt, caption) for path, (_, alt, caption) in made.items()]
         out[name] = render_task(selected, table, values, claims=claims_for(selected.task, claims), plots=links,
-                                signal=signal)
+                                signal=signal, crossseed=crossseed_section(selected, examples))
     out.update(figures)
     return out
 
@@ -92,7 +96,7 @@ def refuse_foreign_files(out_dir: str | Path, names: Iterable[str]) -> None:
 
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
-                 plots: bool = True) -> list[Path]:
+                 plots: bool = True, examples: ExamplesOf | None = None) -> list[Path]:
     """Write :func:`render_report` into ``out_dir`` (created if missing), each file atomically
     (:func:`bench.files.atomic_write`), and delete the generated files of an earlier report that
     this one no longer produces (:func:`generated_files`: a task that left the store, a plot no
@@ -100,7 +104,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Clai
     (:func:`refuse_foreign_files`); other files in ``out_dir`` are left alone. Returns the
     written paths, ``index.md`` first."""
     out = Path(out_dir)
-    rendered = render_report(df, claims=claims, plots=plots)
+    rendered = render_report(df, claims=claims, plots=plots, examples=examples)
     refuse_foreign_files(out, rendered)
     try:
         written = [atomic_write_text(out / name, text) for name, text in rendered.items()]
@@ -125,11 +129,11 @@ class FileDiff:
 
 
 def leaderboard_diff(df: pd.DataFrame, out_dir: str | Path, *, claims: Sequence[Claim] | None = None,
-                     plots: bool = True) -> list[FileDiff]:
+                     plots: bool = True, examples: ExamplesOf | None = None) -> list[FileDiff]:
     """Compare :func:`render_report` of ``df`` with the generated files in ``out_dir``
     (:func:`generated_files`); empty when the leaderboard is fresh."""
     out = Path(out_dir)
-    rendered = render_report(df, claims=claims, plots=plots)
+    rendered = render_report(df, claims=claims, plots=plots, examples=examples)
     on_disk = set(generated_files(out))
     diffs = []
     for name in sorted(set(rendered) | on_disk):

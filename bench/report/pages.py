@@ -90,6 +90,7 @@ def task_header(selected: TaskRows, rank_by: str) -> list[str]:
             f"- **Dataset:** `{task.dataset}`",
             f"- **Architecture:** `{task.arch}`",
             f"- **Forget:** {task.forget.describe()}",
+            f"- **Seeds:** {task.describe_seeds()}",
             f"- **Reference recipe:** {recipe_text(task)}",
         ]
     lines += [
@@ -214,11 +215,12 @@ def failed_section(failed: pd.DataFrame) -> list[str]:
 
 def render_task(selected: TaskRows, table: pd.DataFrame, values: pd.DataFrame | None, *,
                 claims: Sequence[Claim] = (), plots: Sequence[tuple[str, str, str]] = (),
-                signal: TaskSignal | None = None) -> str:
+                signal: TaskSignal | None = None, crossseed: Sequence[str] = ()) -> str:
     """The page of one task; ``table`` is :func:`bench.report.stats.summarize` of ``selected``,
     ``values`` its per-seed values (None without ok rows); ``claims`` the published numbers for
     this task; ``plots`` (relative path, alternative text, caption) to link; ``signal`` the
-    task's :func:`~bench.report.signal.task_signal` (computed when not given)."""
+    task's :func:`~bench.report.signal.task_signal` (computed when not given); ``crossseed`` the
+    lines of its per-example attacks (:func:`bench.report.crossseed.crossseed_section`)."""
     rank_by = ranking_metric(selected.task)
     metrics = ordered_metrics(set(selected.ok["metric"]))
     signal = task_signal(selected.ok) if signal is None else signal
@@ -226,6 +228,7 @@ def render_task(selected: TaskRows, table: pd.DataFrame, values: pd.DataFrame | 
     lines += summary_section(table, metrics, rank_by, signal)
     if not table.empty:
         lines += signal_section(signal, rank_by)
+    lines += crossseed
     if claims:
         lines += claims_section(claims, table)
     if plots:

@@ -91,10 +91,11 @@ def run(
     if groups:
         written = execute(graph, todo, settings)
     if leaderboard is not None:
+        from bench.examples import store_examples
         from bench.report import write_report
         from bench.results import read_store
 
-        write_report(read_store(settings.results_dir), leaderboard)
+        write_report(read_store(settings.results_dir), leaderboard, examples=store_examples(settings.results_dir))
     return written
 
 

@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from bench.data import Split, TaskData, changed_inputs, method_view, private_copy, seed_stream
+from bench.examples import example_table
 from bench.group import split_logits
 from bench.metrics import Evaluation, SplitLogits, compute_metrics, refused_metrics
 from bench.models import state_hash
 from bench.references import Reference, References, model_factory
 from bench.registry import MethodSpec, get_method
-from bench.results import failed_metric_rows, failed_row, rows_for_run, run_fields
+from bench.residue import ResidueInputs, relearn_sample
+from bench.results import RunRecord, failed_metric_rows, failed_row, rows_for_run, run_fields
 from bench.run.plan import RunSpec, oracle_run
 from bench.tasks import Task
 from bench.train import sync
@@ -42,22 +44,32 @@ def common_fields(run: RunSpec, data: str, device: torch.device, *, split_hash: 
                       surrogate=surrogate)
 
 
-def failed_rows(run: RunSpec, err: BaseException, device: torch.device) -> list[dict]:
+def failed_rows(run: RunSpec, err: BaseException, device: torch.device) -> RunRecord:
     """The one row of a run that failed before its method ran (its references or its set-up)."""
-    return [failed_row(common_fields(run, data_used(get_method(run.method).uses), device), err)]
+    return RunRecord([failed_row(common_fields(run, data_used(get_method(run.method).uses), device), err)])
 
 
 Computed = tuple[dict[str, tuple[float, int]], dict[str, str]]  # metric → (value, n); metric → why it has none
+Evaluated = tuple[Computed, dict[str, SplitLogits]]  # the metrics and the logits they came from
+
+
+def residue_inputs(model: nn.Module, td: TaskData, device: torch.device) -> ResidueInputs | None:
+    """What the residue metrics of ``model`` need (:mod:`bench.residue`); None but on class tasks."""
+    if td.forget_test is None or len(td.forget_test) == 0:
+        return None
+    return ResidueInputs(model, td.val, td.forget_test, relearn_sample(td.forget, td.task.split_seed_for(td.seed)),
+                         td.task.recipe, device)
 
 
 def metrics_of(out: dict[str, SplitLogits], td: TaskData, oracle_forget: SplitLogits, *, runtime: float,
-               oracle_seconds: float) -> Computed:
-    """Every metric from a model's logits per split (see :func:`bench.group.split_logits`), and
-    those it has no value for (:func:`bench.metrics.refused_metrics`), with the reason."""
+               oracle_seconds: float, residue: ResidueInputs | None = None) -> Computed:
+    """Every metric from a model's logits per split (see :func:`bench.group.split_logits`) and,
+    given ``residue``, from the model itself; and those it has no value for
+    (:func:`bench.metrics.refused_metrics`), with the reason."""
     ev = Evaluation(
         forget=out["forget"], retain=out["retain"], test=out["test"], forget_test=out.get("forget_test"),
         oracle_forget=oracle_forget, forget_classes=td.forget_classes, seed=td.seed,
-        runtime_seconds=runtime, oracle_seconds=oracle_seconds,
+        runtime_seconds=runtime, oracle_seconds=oracle_seconds, residue=residue,
     )
     return compute_metrics(ev), refused_metrics(ev)
 
@@ -69,24 +81,25 @@ def metric_rows(common: dict[str, Any], computed: Computed) -> list[dict]:
 
 
 def model_metrics(model: nn.Module, td: TaskData, oracle_forget: SplitLogits, *, device: torch.device, runtime: float,
-                  oracle_seconds: float, timings: dict[str, float] | None = None) -> Computed:
-    """Every metric of ``model`` (see :func:`metrics_of`). ``timings``, when given, receives the
-    seconds of the forward passes (``"forward"``) and of the metrics computed from their logits
-    (``"metrics"``): what ``bench perf`` splits a run's wall time by."""
+                  oracle_seconds: float, timings: dict[str, float] | None = None) -> Evaluated:
+    """Every metric of ``model`` (see :func:`metrics_of`) and its logits per split. ``timings``,
+    when given, receives the seconds of the forward passes (``"forward"``) and of the metrics
+    computed from their logits (``"metrics"``): what ``bench perf`` splits a run's wall time by."""
     start = time.perf_counter()
     out = split_logits(model, td, device)  # on the CPU: the copy synchronises CUDA
     middle = time.perf_counter()
-    computed = metrics_of(out, td, oracle_forget, runtime=runtime, oracle_seconds=oracle_seconds)
+    computed = metrics_of(out, td, oracle_forget, runtime=runtime, oracle_seconds=oracle_seconds,
+                          residue=residue_inputs(model, td, device))
     if timings is not None:
         timings |= {"forward": middle - start, "metrics": time.perf_counter() - middle}
-    return computed
+    return computed, out
 
 
 def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, oracle_forget: SplitLogits,
-               device: torch.device, surrogate: Split | None = None, timings: dict[str, float] | None = None) -> list[dict]:
-    """Execute one planned run and return its rows (status "ok", or one "failed" row; a model
-    whose outputs are not finite has its attacks' rows "failed", see :func:`metric_rows`).
-    ``timings``: see :func:`model_metrics`."""
+               device: torch.device, surrogate: Split | None = None, timings: dict[str, float] | None = None) -> RunRecord:
+    """Execute one planned run and return its record: its rows (status "ok", or one "failed" row;
+    a model whose outputs are not finite has its attacks' rows "failed", see :func:`metric_rows`)
+    and its per-example values (:mod:`bench.examples`). ``timings``: see :func:`model_metrics`."""
     common = common_fields(run, data_used(spec.uses), device, split_hash=td.split_hash, reference_key=refs.oracle.key,
                            surrogate=(run.task.surrogate or "") if "surrogate" in spec.uses else "")
     try:
@@ -106,22 +119,25 @@ def run_method(spec: MethodSpec, run: RunSpec, td: TaskData, refs: References, o
         if edited:
             raise RuntimeError(f"method {spec.name} changed the data it was given in place ({', '.join(edited)}); "
                                "a method must not edit its inputs: copy a tensor before changing it (x.clone())")
-        computed = model_metrics(result, td, oracle_forget, device=device, runtime=runtime,
-                                 oracle_seconds=refs.oracle.train_seconds, timings=timings)
+        computed, logits = model_metrics(result, td, oracle_forget, device=device, runtime=runtime,
+                                         oracle_seconds=refs.oracle.train_seconds, timings=timings)
         common["model_hash"] = state_hash(result)
-        return metric_rows(common, computed)
+        return RunRecord(metric_rows(common, computed), example_table(common, td, logits))
     except Exception as err:  # noqa: BLE001 - a failing method is recorded and the suite goes on
-        return [failed_row(common, err)]
+        return RunRecord([failed_row(common, err)])
     except SystemExit as err:  # sys.exit() in a method ends the method, not the sweep
         exited = RuntimeError(f"method {spec.name} called sys.exit({err.code!r}); a method returns its model or raises")
         exited.__cause__ = err
-        return [failed_row(common, exited)]
+        return RunRecord([failed_row(common, exited)])
 
 
-def oracle_rows(task: Task, td: TaskData, oracle: Reference, oracle_logits: dict[str, SplitLogits], device: torch.device) -> list[dict]:
-    """The reference run ``oracle`` of (task, seed): its metrics, runtime = its training time."""
+def oracle_rows(task: Task, td: TaskData, oracle: Reference, oracle_logits: dict[str, SplitLogits], device: torch.device) -> RunRecord:
+    """The reference run ``oracle`` of (task, seed): its metrics, runtime = its training time, and
+    its per-example values."""
     common = common_fields(oracle_run(task, td.seed, device.type), "retain", device, split_hash=td.split_hash,
                            reference_key=oracle.key)
     common["model_hash"] = state_hash(oracle.model)
-    return metric_rows(common, metrics_of(oracle_logits, td, oracle_logits["forget"], runtime=oracle.train_seconds,
-                                          oracle_seconds=oracle.train_seconds))
+    rows = metric_rows(common, metrics_of(oracle_logits, td, oracle_logits["forget"], runtime=oracle.train_seconds,
+                                          oracle_seconds=oracle.train_seconds,
+                                          residue=residue_inputs(oracle.model, td, device)))
+    return RunRecord(rows, example_table(common, td, oracle_logits))

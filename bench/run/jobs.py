@@ -24,7 +24,7 @@ from bench.data import TaskData
 from bench.group import Group, ShippedReference, load_reference, prepare_group, split_logits
 from bench.references import reference_key
 from bench.registry import get_method
-from bench.results import ORACLE, ORIGINAL
+from bench.results import ORACLE, ORIGINAL, RunRecord
 from bench.run.evaluate import failed_rows, oracle_rows, run_method
 from bench.run.plan import RunSpec
 from bench.splits import build_task_data
@@ -57,7 +57,7 @@ class ReferenceResult:
     seconds: float
     device: str
     trained_now: bool
-    rows: tuple[dict, ...]
+    record: RunRecord | None  # the oracle's reference run, when the job computes it
     state: dict[str, torch.Tensor] | None
 
 
@@ -75,11 +75,9 @@ def build_reference(job: ReferenceJob, ctx: Context) -> ReferenceResult:
     device = torch.device(ctx.device)
     td = build_task_data(job.task, job.seed, ctx.data_root)
     ref = load_reference(job.kind, td, device=device, cache_dir=Path(ctx.cache_dir))
-    rows: tuple[dict, ...] = ()
-    if job.oracle_rows:
-        rows = tuple(oracle_rows(job.task, td, ref, split_logits(ref.model, td, device), device))
+    record = oracle_rows(job.task, td, ref, split_logits(ref.model, td, device), device) if job.oracle_rows else None
     state = {k: v.detach().cpu() for k, v in ref.model.state_dict().items()} if ctx.ship_weights else None
-    return ReferenceResult(ref.key, job.kind, ref.train_seconds, ref.device, ref.trained_now, rows, state)
+    return ReferenceResult(ref.key, job.kind, ref.train_seconds, ref.device, ref.trained_now, record, state)
 
 
 _GROUPS: "OrderedDict[tuple, Group]" = OrderedDict()
@@ -101,8 +99,8 @@ def group_state(task: Task, seed: int, ctx: Context, shipped: Sequence[Reference
     return state
 
 
-def execute_run(run: RunSpec, ctx: Context, *shipped: ReferenceResult) -> list[dict]:
-    """One method run → its rows. Never raises for a failing method: the rows say "failed"."""
+def execute_run(run: RunSpec, ctx: Context, *shipped: ReferenceResult) -> RunRecord:
+    """One method run → its record. Never raises for a failing method: the rows say "failed"."""
     spec = get_method(run.method)
     device = torch.device(ctx.device)
     try:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from bench.registry import get_method, importable
-from bench.results import AlreadyStored, write_run
+from bench.results import AlreadyStored, RunRecord, write_run
 from bench.run.estimate import run_limit
 from bench.run.evaluate import failed_rows
 from bench.run.executors import Executor, LostWorker
@@ -101,8 +101,8 @@ class Schedule:
             return
         if kind == "ref":
             self.refs_ok.add(item)
-            if value.rows:
-                self.store(list(value.rows))
+            if value.record is not None:
+                self.store(value.record)
             self.bar.update(self.graph.ref_seconds[item])
         else:
             self.record(item, value)
@@ -123,10 +123,11 @@ class Schedule:
             self.record(item, failed_rows(item, err, self.settings.device))
             self.bar.update(self.graph.run_seconds[item.run_id])
 
-    def record(self, planned: RunSpec, rows: list[dict]) -> None:
-        if not self.store(rows):
+    def record(self, planned: RunSpec, record: RunRecord) -> None:
+        if not self.store(record):
             self.counts["done"] += 1  # done by another `bench run`
             return
+        rows = record.rows
         ok = rows[0]["status"] == "ok"
         self.counts["done" if ok else "failed"] += 1
         if not ok:
@@ -137,12 +138,13 @@ class Schedule:
             self.bar.write(f"not computed: {', '.join(r['metric'] for r in refused)} of {planned.task.name} "
                            f"{planned.method} seed {planned.seed}: {refused[0]['error']}")
 
-    def store(self, rows: list[dict]) -> bool:
-        """Write one run's rows; False for a run another ``bench run`` on the store completed
+    def store(self, record: RunRecord) -> bool:
+        """Write one run's record; False for a run another ``bench run`` on the store completed
         meanwhile: that one is kept as it is, said in one line, and the plan goes on."""
+        rows = record.rows
         first = rows[0]
         try:
-            write_run(rows, self.settings.results_dir, force=self.settings.force)
+            write_run(rows, self.settings.results_dir, force=self.settings.force, examples=record.examples)
         except AlreadyStored as err:
             self.bar.write(f"skipped: {first['task']} {first['method']} seed {first['seed']}: another `bench run` "
                            f"stored it meanwhile ({err.path})")

@@ -1,0 +1,160 @@
+"""A task page's cross-seed per-example attacks: each entry's models over its seeds against the
+oracles', beside the noise floor and the task's signal (:mod:`bench.crossseed`, from the
+per-example values the runs stored, :mod:`bench.examples`).
+
+For an entry e with seeds s₁ < … < s_N shared with the original and the oracle (N even; the
+largest seed dropped when N is odd), the split halves (:func:`bench.crossseed.halves`) give
+
+* ``ulira_accuracy(e)``: e's models of one half against the oracles of the other, mean of both
+  ways; goal: the **floor**, the oracles of one half against those of the other (≈ 0.5);
+* the task's **signal**: the same for the original. The task separates original from oracle on
+  the attack when the CI of original − floor lies above 0; without it no entry is read against
+  the attack ("no signal on this task");
+* e − floor and e − original with 95 % bootstrap CIs over the forget examples, paired on the same
+  resamples. e is *at the floor* when the CI of e − floor holds 0, *closer to the oracle than
+  doing nothing* when the CI of e − original lies below 0, else *no better than doing nothing*.
+
+The control row repeats the original-vs-oracle test on the task's control images (test images no
+model trained on): it should sit at the floor, and a control above it means the attack measures
+something other than membership. ``eps_quality`` and ``klom_p95`` are shown from
+2 × :data:`~bench.crossseed.MIN_NONPARAMETRIC_MODELS` seeds only (their scale moves with N).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from bench.crossseed import CROSS_SEED_METRICS, MIN_NONPARAMETRIC_MODELS, PER_EXAMPLE_VARIANCE_FROM, Estimate, Halves, halves
+from bench.examples import CONTROL, FORGET, phi_matrix
+from bench.report.cells import md_table
+from bench.report.select import TaskRows
+from bench.results import ORACLE, ORIGINAL
+from bench.tasks import TASKS
+
+#: task name → its stored per-example rows (:func:`bench.examples.read_examples` of the store)
+ExamplesOf = Callable[[str], pd.DataFrame]
+MIN_SEEDS = 6  #: three models per half: the fewest :func:`bench.crossseed.ulira` fits leave-one-out
+PRIMARY = "ulira_accuracy"
+
+
+def run_ids(selected: TaskRows, examples: pd.DataFrame) -> dict[str, dict[int, str]]:
+    """entry → seed → run id, over the runs the page counts that have per-example values."""
+    have = set(examples["run_id"])
+    runs = selected.ok[["entry", "seed", "run_id"]].drop_duplicates()
+    out: dict[str, dict[int, str]] = {}
+    for rec in runs.itertuples(index=False):
+        if rec.run_id in have:
+            out.setdefault(rec.entry, {})[int(rec.seed)] = rec.run_id
+    return out
+
+
+def shared_seeds(*runs: dict[int, str]) -> tuple[int, ...]:
+    """The seeds every one of ``runs`` has, sorted, cut to an even count (split halves)."""
+    seeds = sorted(set.intersection(*(set(r) for r in runs)))
+    return tuple(seeds[: len(seeds) - len(seeds) % 2])
+
+
+def ci(e: Estimate, decimals: int = 3) -> str:
+    return f"{e.value:.{decimals}f} [{e.low:.{decimals}f}, {e.high:.{decimals}f}]"
+
+
+def reading(minus_floor: Estimate, minus_original: Estimate | None) -> str:
+    if minus_floor.low <= 0.0 <= minus_floor.high:
+        return "at the floor (indistinguishable from the oracle)"
+    if minus_original is not None and minus_original.high < 0.0:
+        return "closer to the oracle than doing nothing, not at the floor"
+    return "no better than doing nothing"
+
+
+def tpr(h: Halves, name: str) -> str:
+    a, b = h.details[name]
+    return f"{(a.tpr_at_fpr + b.tpr_at_fpr) / 2:.3f}"
+
+
+def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None) -> list[str]:
+    """The page's section (empty when the store has no per-example values for the task)."""
+    task = TASKS.get(selected.task) if selected.task in TASKS else None
+    examples = examples_of(selected.task) if examples_of is not None else None
+    if task is None or examples is None or examples.empty:
+        return []
+    head = ["## Per-example attacks across seeds", ""]
+    if not task.fixed_split:
+        return head + ["Not computed: each seed of this task draws its own forget set, and the cross-seed attacks "
+                       "compare models on one forget set (a task with a `split_seed`, see `bench.tasks`).", ""]
+    runs = run_ids(selected, examples)
+    if ORIGINAL not in runs or ORACLE not in runs:
+        return head + ["Not computed: the original's or the oracle's runs have no per-example values.", ""]
+    base = shared_seeds(runs[ORIGINAL], runs[ORACLE])
+    if len(base) < MIN_SEEDS:
+        return head + [f"Not computed: {len(base)} seeds have the original's and the oracle's per-example values; "
+                       f"the attack needs {MIN_SEEDS} (three models per half).", ""]
+    return head + attack_lines(selected, examples, runs)
+
+
+def matrices(examples: pd.DataFrame, runs: dict[str, dict[int, str]], entries: list[str], seeds: tuple[int, ...],
+             split: str) -> dict[str, object]:
+    return {e: phi_matrix(examples, {s: runs[e][s] for s in seeds}, split)[0] for e in entries}
+
+
+def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dict[int, str]]) -> list[str]:
+    entries = sorted(e for e in runs if e not in (ORIGINAL, ORACLE))
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for e in entries:
+        groups.setdefault(shared_seeds(runs[ORIGINAL], runs[ORACLE], runs[e]), []).append(e)
+    base = shared_seeds(runs[ORIGINAL], runs[ORACLE])
+    reference = halves(PRIMARY, matrices(examples, runs, [ORACLE], base, FORGET)[ORACLE],
+                       {ORIGINAL: matrices(examples, runs, [ORIGINAL], base, FORGET)[ORIGINAL]})
+    control = halves(PRIMARY, matrices(examples, runs, [ORACLE], base, CONTROL)[ORACLE],
+                     {ORIGINAL: matrices(examples, runs, [ORIGINAL], base, CONTROL)[ORIGINAL]})
+    signal = reference.minus_floor[ORIGINAL].low > 0.0
+    n = len(base)
+    variance = "per-example" if n // 2 >= PER_EXAMPLE_VARIANCE_FROM else "pooled (LiRA's fixed variance)"
+    lines = [
+        f"`{PRIMARY}`, split halves over {n} seeds ({n // 2} models per population; variances {variance}, "
+        f"per-example from {PER_EXAMPLE_VARIANCE_FROM} models per population), {reference.n_examples} forget "
+        "examples; goal: the floor. 95 % bootstrap CIs over the examples.",
+        "",
+        f"- **Floor** (oracles vs oracles): {ci(reference.floor)}",
+        f"- **Signal** (original vs oracles): {ci(reference.values[ORIGINAL])}; original − floor "
+        f"{ci(reference.minus_floor[ORIGINAL])} → "
+        + ("the task separates original from oracle on this attack." if signal else
+           "**no signal on this task**: the original is within noise of the floor, so no entry is read against it."),
+        f"- **Control** ({control.n_examples} test images no model trained on; original vs oracles): "
+        f"{ci(control.values[ORIGINAL])}, − floor {ci(control.minus_floor[ORIGINAL])}",
+        "",
+    ]
+    rows = []
+    for seeds, names in sorted(groups.items(), key=lambda kv: kv[1]):
+        if len(seeds) < MIN_SEEDS:
+            rows += [[f"`{e}`", str(len(seeds)), "—", "—", "—", "—", f"needs {MIN_SEEDS} seeds with per-example values"]
+                     for e in names]
+            continue
+        h = halves(PRIMARY, matrices(examples, runs, [ORACLE], seeds, FORGET)[ORACLE],
+                   matrices(examples, runs, [ORIGINAL, *names], seeds, FORGET), baseline=ORIGINAL)
+        for e in names:
+            read = reading(h.minus_floor[e], h.minus_baseline[e]) if signal else "no signal on this task"
+            rows.append([f"`{e}`", str(len(seeds)), ci(h.values[e]), ci(h.minus_floor[e]), ci(h.minus_baseline[e]),
+                         tpr(h, e), read])
+    lines += [md_table(["entry", "seeds", PRIMARY, "− floor", "− original", "TPR @ 1% FPR", "reading"], rows,
+                       right={1, 5}), ""]
+    if n // 2 >= MIN_NONPARAMETRIC_MODELS:
+        lines += nonparametric_lines(examples, runs, base)
+    else:
+        others = [m for m in CROSS_SEED_METRICS.names() if m != PRIMARY]
+        lines += [f"{', '.join(f'`{m}`' for m in others)}: shown from {2 * MIN_NONPARAMETRIC_MODELS} seeds "
+                  f"({MIN_NONPARAMETRIC_MODELS} models per half; their scale moves with N); this task has {n}.", ""]
+    return lines
+
+
+def nonparametric_lines(examples: pd.DataFrame, runs: dict[str, dict[int, str]], seeds: tuple[int, ...]) -> list[str]:
+    """``eps_quality`` and ``klom_p95`` of the original against the floor (enough seeds only)."""
+    out = []
+    for metric in CROSS_SEED_METRICS.names():
+        if metric == PRIMARY:
+            continue
+        h = halves(metric, matrices(examples, runs, [ORACLE], seeds, FORGET)[ORACLE],
+                   {ORIGINAL: matrices(examples, runs, [ORIGINAL], seeds, FORGET)[ORIGINAL]})
+        out.append(f"- `{metric}`: floor {ci(h.floor)}, original {ci(h.values[ORIGINAL])}, "
+                   f"original − floor {ci(h.minus_floor[ORIGINAL])}")
+    return out + [""]
