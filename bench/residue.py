@@ -101,9 +101,9 @@ def relearn_steps(inputs: ResidueInputs) -> tuple[float, int]:
         logits = predict_logits(model, inputs.forget_test, device=inputs.device)
         return float((logits.argmax(1) == inputs.forget_test.y).double().mean()) >= RELEARN_TARGET
 
-    for step in range(RELEARN_CAP + 1):
-        if recognised() or step == RELEARN_CAP:
+    for step in range(RELEARN_CAP):
+        if recognised():
             return float(step), len(inputs.relearn)
         model.train()
         train_step(model, opt, x, y)
-    raise AssertionError("unreachable")
+    return float(RELEARN_CAP), len(inputs.relearn)  # relearned at the cap or later: "at least the cap"
