@@ -7,6 +7,12 @@ returns ``(value, n)`` — the raw float and the number of examples it was compu
 declares its goal: ``max``, ``min`` or ``oracle`` (match the oracle's value; the reporter shows
 |value − oracle| per seed), and what it measures (:data:`Measures`: forgetting, utility, cost).
 
+A metric declared with ``draws=True`` averages an attack over seeded draws of its samples
+(:func:`bench.mia.over_draws`) and returns :class:`bench.mia.Draws`; it is stored as (mean, n), and
+beside it its companion ``<name>_draw_sd`` as (sample sd over the draws, number of draws), which
+:func:`register_metric` registers with it (goal ``none``, measures ``spread``): the spread of the
+measurement itself, shown on the leaderboard, never ranked, compared or combined.
+
 Composite scores (:data:`COMPOSITES`: ``avg_gap``, ``tow``) combine the per-seed gaps to the oracle
 of stored metrics. Each is one declaration here — its goal, the metrics it combines, its formula and
 the function that computes it; the reporter applies them to stored rows (they are never stored). A
@@ -28,13 +34,16 @@ from bench import mia, residue
 from bench.lookup import Registry
 from bench.results import ORIGINAL
 
-Goal = Literal["max", "min", "oracle"]
+Goal = Literal["max", "min", "oracle", "none"]
 #: What a metric measures. The reporter reads it, never a list of names: a forgetting metric on
 #: which the original is within noise of the oracle has no signal on that task and leaves its
 #: composites (:mod:`bench.report.signal`); utility metrics stay, because there the original *is*
-#: the ideal; cost metrics are not inputs of a composite; ``combined`` mixes utility and forgetting.
-Measures = Literal["forgetting", "utility", "cost", "combined"]
-MEASURES: tuple[str, ...] = ("forgetting", "utility", "cost", "combined")
+#: the ideal; cost metrics are not inputs of a composite; ``combined`` mixes utility and forgetting;
+#: ``spread`` is the spread over draws of another metric (its ``_draw_sd`` companion, goal ``none``).
+Measures = Literal["forgetting", "utility", "cost", "combined", "spread"]
+MEASURES: tuple[str, ...] = ("forgetting", "utility", "cost", "combined", "spread")
+#: The name of a draws metric's spread companion is the metric's name and this.
+SPREAD_SUFFIX = "_draw_sd"
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +78,8 @@ class Metric:
     work, so its runtime is the time of a copy). ``needs_finite``: the metric has no value when a
     logit is NaN or inf (the attacks' scikit-learn models refuse them; a divergence is NaN), so
     such a model's run records it as failed (:func:`refused_metrics`) instead. ``measures``: what
-    it measures (:data:`Measures`)."""
+    it measures (:data:`Measures`). ``draws``: ``fn`` returns :class:`bench.mia.Draws`.
+    ``spread_of``: the draws metric whose spread this companion stores."""
 
     name: str
     fn: Callable[[Evaluation], tuple[float, int]]
@@ -80,6 +90,8 @@ class Metric:
     undefined_for: tuple[str, ...] = ()
     undefined_why: str = ""
     needs_finite: bool = False
+    draws: bool = False
+    spread_of: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,15 +117,27 @@ COMPOSITES: Registry[Composite] = Registry("composite score")
 
 def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None,
                     *, measures: Measures, undefined_for: tuple[str, ...] = (), undefined_why: str = "",
-                    needs_finite: bool = False):
+                    needs_finite: bool = False, draws: bool = False):
+    """Register ``fn(ev) -> (value, n)`` as the stored metric ``name`` (see :class:`Metric`); with
+    ``draws=True``, ``fn(ev) -> Draws`` and its ``<name>_draw_sd`` companion too."""
     if bool(undefined_for) != bool(undefined_why):
         raise ValueError(f"metric {name!r}: give undefined_for and undefined_why together (the methods, and why)")
-    if measures not in MEASURES:
-        raise ValueError(f"metric {name!r}: measures={measures!r}; valid: {list(MEASURES)}")
+    if measures not in MEASURES or measures == "spread":
+        raise ValueError(f"metric {name!r}: measures={measures!r}; valid: {[m for m in MEASURES if m != 'spread']} "
+                         "(a spread is registered with its metric: pass draws=True)")
+    applies = applies or (lambda ev: True)
 
     def wrap(fn: Callable[[Evaluation], tuple[float, int]]):
-        METRICS.register(name, Metric(name, fn, goal, description, measures, applies or (lambda ev: True),
-                                      undefined_for, undefined_why, needs_finite))
+        METRICS.register(name, Metric(name, fn, goal, description, measures, applies, undefined_for, undefined_why,
+                                      needs_finite, draws=draws))
+        if draws:
+            def spread(ev: Evaluation) -> tuple[float, int]:
+                result = fn(ev)
+                return result.sd, len(result.values)
+
+            METRICS.register(name + SPREAD_SUFFIX, Metric(
+                name + SPREAD_SUFFIX, spread, "none", f"sample sd of {name} over its {mia.SHADOW_DRAWS} seeded draws",
+                "spread", applies, needs_finite=needs_finite, spread_of=name))
         return fn
 
     return wrap
@@ -199,22 +223,24 @@ def speedup(ev: Evaluation) -> tuple[float, int]:
     return float(ev.oracle_seconds / ev.runtime_seconds), 1
 
 
-@register_metric("mia_efficacy", "oracle", "SalUn MIA-efficacy, SVC on true-class confidence: share of D_f called non-member",
-                 needs_finite=True, measures="forgetting")
-def mia_efficacy(ev: Evaluation) -> tuple[float, int]:
-    return mia.mia_efficacy(
+def efficacy_draws(ev: Evaluation, feature: str) -> mia.Draws:
+    """:func:`bench.mia.mia_efficacy` on ``feature`` over :data:`bench.mia.SHADOW_DRAWS` shadow draws."""
+    return mia.over_draws(lambda d: (mia.mia_efficacy(
         ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
-        ev.forget.logits, ev.forget.labels, feature="confidence", seed=ev.seed,
-    ), len(ev.forget)
+        ev.forget.logits, ev.forget.labels, feature=feature, seed=ev.seed, draw=d,
+    ), len(ev.forget)))
 
 
-@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy", needs_finite=True,
-                 measures="forgetting")
-def mia_efficacy_entropy(ev: Evaluation) -> tuple[float, int]:
-    return mia.mia_efficacy(
-        ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels,
-        ev.forget.logits, ev.forget.labels, feature="entropy", seed=ev.seed,
-    ), len(ev.forget)
+@register_metric("mia_efficacy", "oracle", "SalUn MIA-efficacy, SVC on true-class confidence: share of D_f called "
+                 "non-member (mean over shadow draws)", needs_finite=True, measures="forgetting", draws=True)
+def mia_efficacy(ev: Evaluation) -> mia.Draws:
+    return efficacy_draws(ev, "confidence")
+
+
+@register_metric("mia_efficacy_entropy", "oracle", "SalUn MIA-efficacy, SVC on prediction entropy (mean over shadow "
+                 "draws)", needs_finite=True, measures="forgetting", draws=True)
+def mia_efficacy_entropy(ev: Evaluation) -> mia.Draws:
+    return efficacy_draws(ev, "entropy")
 
 
 @register_metric("probe_accuracy", "oracle", "linear probe on penultimate features (fitted on D_v, all classes): "
@@ -234,19 +260,23 @@ def relearn_steps(ev: Evaluation) -> tuple[float, int]:
     return residue.relearn_steps(ev.residue)
 
 
-@register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, balanced; 0.5 = indistinguishable",
+def forget_test_losses(ev: Evaluation) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example losses on D_f (members) and D_t (non-members)."""
+    return (mia.per_example_loss(ev.forget.logits, ev.forget.labels),
+            mia.per_example_loss(ev.test.logits, ev.test.labels))
+
+
+@register_metric("mia_auc", "oracle", "loss-threshold attack AUC, D_f (members) vs D_t, every image; 0.5 = indistinguishable",
                  needs_finite=True, measures="forgetting")
 def mia_auc(ev: Evaluation) -> tuple[float, int]:
-    members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
-    value, n = mia.loss_auc(members, nonmembers, seed=ev.seed)
-    return value, n
+    return mia.loss_auc(*forget_test_losses(ev))
 
 
-@register_metric("mia_cv_accuracy", "oracle", "DLFD/MUFAC attack: 10-split CV logistic regression on losses, D_f vs D_t balanced",
-                 needs_finite=True, measures="forgetting")
-def mia_cv_accuracy(ev: Evaluation) -> tuple[float, int]:
-    members, nonmembers = mia.per_example_loss(ev.forget.logits, ev.forget.labels), mia.per_example_loss(ev.test.logits, ev.test.labels)
-    return mia.cv_attack_accuracy(members, nonmembers, seed=ev.seed)
+@register_metric("mia_cv_accuracy", "oracle", "DLFD/MUFAC attack: 10-split CV logistic regression on losses, D_f vs D_t "
+                 "balanced (mean over draws)", needs_finite=True, measures="forgetting", draws=True)
+def mia_cv_accuracy(ev: Evaluation) -> mia.Draws:
+    members, nonmembers = forget_test_losses(ev)
+    return mia.over_draws(lambda d: mia.cv_attack_accuracy(members, nonmembers, seed=ev.seed, draw=d))
 
 
 @register_metric("js_to_oracle", "min", "mean Jensen–Shannon divergence (nats) of softmax outputs from the oracle's on D_f",
@@ -270,9 +300,10 @@ def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
 @register_metric("nomus", "max", "MUFAC's NoMUS: ½·test_accuracy + ½·(1 − 2·|mia_cv_accuracy − 0.5|)",
                  needs_finite=True, measures="combined")
 def nomus(ev: Evaluation) -> tuple[float, int]:
-    """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA and A_mia on our test split."""
+    """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA and A_mia (``mia_cv_accuracy``, the
+    mean over its draws) on our test split."""
     acc, n = test_accuracy(ev)
-    attack, _ = mia_cv_accuracy(ev)
+    attack = mia_cv_accuracy(ev).mean
     return 0.5 * acc + 0.5 * (1.0 - 2.0 * abs(attack - 0.5)), n
 
 
@@ -337,16 +368,27 @@ def refused_metrics(ev: Evaluation) -> dict[str, str]:
 
 def compute_metrics(ev: Evaluation) -> dict[str, tuple[float, int]]:
     """Every registered metric that applies to ``ev`` and has a value (not in
-    :func:`refused_metrics`): name → (value, n), in registry order."""
+    :func:`refused_metrics`): name → (value, n), in registry order. A draws metric gives its mean
+    and, under its companion's name, its spread (one computation for both)."""
     refused = refused_metrics(ev)
-    names = [name for name, m in METRICS.items() if m.applies(ev) and name not in refused]
+    names = [name for name, m in METRICS.items() if m.applies(ev) and name not in refused and not m.spread_of]
     workers = min(len(names), torch.get_num_threads())
     if workers <= 1:
-        return {n: METRICS.get(n).fn(ev) for n in names}
-    first = [n for n in names if n in THREADED_METRICS] + [n for n in names if n not in THREADED_METRICS]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metric") as pool:
-        futures = {n: pool.submit(METRICS.get(n).fn, ev) for n in first}
-        return {n: futures[n].result() for n in names}
+        results = {n: METRICS.get(n).fn(ev) for n in names}
+    else:
+        first = [n for n in names if n in THREADED_METRICS] + [n for n in names if n not in THREADED_METRICS]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metric") as pool:
+            futures = {n: pool.submit(METRICS.get(n).fn, ev) for n in first}
+            results = {n: futures[n].result() for n in names}
+    out: dict[str, tuple[float, int]] = {}
+    for n in names:
+        result = results[n]
+        if METRICS.get(n).draws:
+            out[n] = (result.mean, result.n)
+            out[n + SPREAD_SUFFIX] = (result.sd, len(result.values))
+        else:
+            out[n] = result
+    return out
 
 
 def metric_goal(name: str) -> Goal | None:

@@ -1,26 +1,31 @@
 """Membership-inference attacks used as unlearning metrics (see ``specs/metrics.md``).
 
-One idea, a little over 300 lines: the three attacks share their input checks, the seeded
-subsampling and the exact fast SVC prediction, which would otherwise be split across modules.
+The three attacks share their input checks and the seeded subsampling; the SVC itself (its exact
+fast prediction, its cost) is :mod:`bench.svc`.
 
 Three attacks, each deterministic given the run seed (every random choice draws from
 :func:`bench.data.seed_stream` with purpose ``("mia", <purpose>)``):
 
-* :func:`loss_auc` — loss-threshold attack: AUC of −ℓ(x, y), D_f members vs D_t non-members.
+* :func:`loss_auc` — loss-threshold attack: AUC of −ℓ(x, y), D_f members vs D_t non-members,
+  on every image (AUC does not depend on the sides' sizes, so nothing is drawn).
 * :func:`cv_attack_accuracy` — the DLFD / MUFAC attack: 10-split cross-validated logistic
-  regression on the 1-d loss. Lean enough to run at every training step (DLFD's forgetting
-  score |0.5 − accuracy|).
+  regression on the 1-d loss, after subsampling the larger side to the size of the smaller
+  (:func:`balanced_subsample`) so that chance is exactly 0.5. Lean enough to run at every
+  training step (DLFD's forgetting score |0.5 − accuracy|).
 * :func:`mia_efficacy` — SalUn's MIA-efficacy: an RBF SVC trained on shadow members (D_r) vs
   shadow non-members (D_t), applied to D_f; the share of D_f called non-member.
 
-The two loss-based attacks first subsample the larger side to the size of the smaller
-(:func:`balanced_subsample`) so that chance is exactly 0.5.
+**Draws.** The last two depend on a random sample (the balanced subsample and the CV splits; the
+shadow sets), and one sample is not enough: redrawing the shadow sets of one run moved
+``mia_efficacy`` of ``random_label`` on ``digits-cnn-random10`` between 0.07 and 0.59 (issue 20).
+So the metrics average each over :data:`SHADOW_DRAWS` seeded draws (:func:`over_draws`) and store
+the spread beside the mean. Draw d of purpose p draws from ``("mia", *draw_purpose(p, d))``; draw
+0 is the single draw of earlier versions (DLFD's training-time monitor uses it alone).
 """
 from __future__ import annotations
 
-import math
-import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,9 +33,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
 from bench.data import seed_stream
-
-if TYPE_CHECKING:
-    from sklearn.svm import SVC
+from bench.svc import fit_attack, svc_predict
 
 # scikit-learn is imported inside the attacks: it costs seconds, and `bench ls` or a method that only
 # needs per_example_loss (DLFD) should not pay for it.
@@ -38,15 +41,51 @@ if TYPE_CHECKING:
 #: Features :func:`mia_efficacy` can attack on.
 MIA_FEATURES = ("confidence", "entropy")
 
-#: Most shadow examples per side of :func:`mia_efficacy` (its ``max_shadow`` default).
-MAX_SHADOW = 5000
+#: Most shadow examples per side of :func:`mia_efficacy` (its ``max_shadow`` default). With
+#: :data:`SHADOW_DRAWS` draws the fits cost SHADOW_DRAWS·(n/1000)²·~0.06 s: 2500 per side keeps
+#: Fashion-MNIST's eight draws to about twice the cost of the single 5000-per-side fit they replace.
+MAX_SHADOW = 2500
 
-#: libsvm kernel-cache size (MB) of the :func:`mia_efficacy` attack; it changes speed, never the fit.
-SVC_CACHE_MB = 40
+#: Seeded draws each sampled attack is averaged over (:func:`over_draws`).
+SHADOW_DRAWS = 8
 
 #: Fewest examples per side :func:`cv_attack_accuracy` accepts: with fewer, the 10 % test fold of a
 #: split holds about one example per side and each split's accuracy is a multiple of ½.
 MIN_CV_PER_SIDE = 10
+
+
+@dataclass(frozen=True)
+class Draws:
+    """An attack's value on each of several seeded draws of its samples, and the examples one draw
+    used. ``mean`` = (1/D) Σ_d v_d; ``sd`` = the sample standard deviation
+    √(Σ_d (v_d − mean)² / (D − 1)) (0 for a single draw)."""
+
+    values: tuple[float, ...]
+    n: int
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+def draw_purpose(purpose: str, draw: int) -> tuple[str, ...]:
+    """The seed-stream purpose of draw ``draw`` of ``purpose``: ``(purpose,)`` for draw 0 (the
+    single draw of earlier versions), ``(purpose, "draw<d>")`` after."""
+    if draw < 0:
+        raise ValueError(f"draw must be >= 0, got {draw}")
+    return (purpose,) if draw == 0 else (purpose, f"draw{draw}")
+
+
+def over_draws(attack: Callable[[int], tuple[float, int]], draws: int = SHADOW_DRAWS) -> Draws:
+    """``attack(d)`` → (value, n) for d = 0 … draws − 1, as :class:`Draws`."""
+    if draws < 1:
+        raise ValueError(f"over_draws needs at least one draw, got {draws}")
+    results = [attack(d) for d in range(draws)]
+    return Draws(tuple(float(v) for v, _ in results), results[0][1])
 
 
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -61,13 +100,13 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 
 def balanced_subsample(
-    members: np.ndarray, nonmembers: np.ndarray, *, seed: int, purpose: str
+    members: np.ndarray, nonmembers: np.ndarray, *, seed: int, purpose: str, draw: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Subsample the larger of two 1-d samples, without replacement, to the size of the smaller.
 
     n = min(|members|, |nonmembers|). The smaller side is returned unchanged; the larger keeps n
-    elements chosen by ``numpy.random.default_rng(seed_stream(seed, "mia", purpose))``, in their
-    original order. Equal sizes: both returned unchanged.
+    elements chosen by ``numpy.random.default_rng(seed_stream(seed, "mia", *draw_purpose(purpose,
+    draw)))``, in their original order. Equal sizes: both returned unchanged.
     """
     members, nonmembers = np.asarray(members), np.asarray(nonmembers)
     if members.ndim != 1 or nonmembers.ndim != 1:
@@ -75,7 +114,7 @@ def balanced_subsample(
             f"balanced_subsample needs two 1-d arrays, got shapes {members.shape} and {nonmembers.shape}"
         )
     n = min(len(members), len(nonmembers))
-    rng = np.random.default_rng(seed_stream(seed, "mia", purpose))
+    rng = np.random.default_rng(seed_stream(seed, "mia", *draw_purpose(purpose, draw)))
     if len(members) > n:
         members = members[np.sort(rng.choice(len(members), size=n, replace=False))]
     elif len(nonmembers) > n:
@@ -83,35 +122,36 @@ def balanced_subsample(
     return members, nonmembers
 
 
-def loss_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray, *, seed: int) -> tuple[float, int]:
-    """Loss-threshold attack AUC on a balanced sample.
+def loss_auc(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> tuple[float, int]:
+    """Loss-threshold attack AUC on every image.
 
-    After :func:`balanced_subsample` (purpose ``"loss_auc"``) to n per side, the score of an example
-    is s = −ℓ (low loss looks like a member) and
+    With m members and u non-members, the score of an example is s = −ℓ (low loss looks like a
+    member) and
 
-        AUC = (1 / n²) Σ_{i ∈ members} Σ_{j ∈ non-members} (1[s_i > s_j] + ½·1[s_i = s_j]),
+        AUC = (1 / (m·u)) Σ_{i ∈ members} Σ_{j ∈ non-members} (1[s_i > s_j] + ½·1[s_i = s_j]),
 
     computed by ``sklearn.metrics.roc_auc_score`` with label 1 for members. 0.5 = indistinguishable,
-    1 = every member has a lower loss than every non-member. Returns (AUC, 2n).
+    1 = every member has a lower loss than every non-member. The AUC is a mean over pairs, so unequal
+    sides leave its chance level at 0.5 and no subsample (no seed) is needed. Returns (AUC, m + u).
     """
     from sklearn.metrics import roc_auc_score
 
     members, nonmembers = _check_losses(member_losses, nonmember_losses, "loss_auc", minimum=1)
-    members, nonmembers = balanced_subsample(members, nonmembers, seed=seed, purpose="loss_auc")
     y = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
     score = -np.concatenate([members, nonmembers])
     return float(roc_auc_score(y, score)), len(y)
 
 
 def cv_attack_accuracy(
-    member_losses: np.ndarray, nonmember_losses: np.ndarray, *, seed: int, n_splits: int = 10
+    member_losses: np.ndarray, nonmember_losses: np.ndarray, *, seed: int, n_splits: int = 10, draw: int = 0
 ) -> tuple[float, int]:
     """DLFD / MUFAC attack accuracy: cross-validated logistic regression on the per-example loss.
 
-    After :func:`balanced_subsample` (purpose ``"cv_attack"``) to n per side, x_i = ℓ_i (one
-    feature), y_i = 1 for members, 0 for non-members. ``LogisticRegression()`` is fit and scored on
-    each of ``n_splits`` splits of ``StratifiedShuffleSplit(n_splits, random_state=r)`` (default
-    test size 10 %), r = seed_stream(seed, "mia", "cv_attack", "splits") mod 2³²:
+    After :func:`balanced_subsample` (purpose ``"cv_attack"``, draw ``draw``) to n per side,
+    x_i = ℓ_i (one feature), y_i = 1 for members, 0 for non-members. ``LogisticRegression()`` is fit
+    and scored on each of ``n_splits`` splits of ``StratifiedShuffleSplit(n_splits, random_state=r)``
+    (default test size 10 %), r = seed_stream(seed, "mia", *draw_purpose("cv_attack", draw),
+    "splits") mod 2³²:
 
         accuracy = (1 / n_splits) Σ_s (1 / |test_s|) Σ_{i ∈ test_s} 1[ŷ_s(x_i) = y_i].
 
@@ -124,24 +164,25 @@ def cv_attack_accuracy(
     from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 
     members, nonmembers = _check_losses(member_losses, nonmember_losses, "cv_attack_accuracy", minimum=MIN_CV_PER_SIDE)
-    members, nonmembers = balanced_subsample(members, nonmembers, seed=seed, purpose="cv_attack")
+    members, nonmembers = balanced_subsample(members, nonmembers, seed=seed, purpose="cv_attack", draw=draw)
     x = np.concatenate([members, nonmembers])[:, None]
     y = np.concatenate([np.ones(len(members), dtype=np.int64), np.zeros(len(nonmembers), dtype=np.int64)])
-    splits = StratifiedShuffleSplit(n_splits=n_splits, random_state=seed_stream(seed, "mia", "cv_attack", "splits") % 2**32)
+    state = seed_stream(seed, "mia", *draw_purpose("cv_attack", draw), "splits") % 2**32
+    splits = StratifiedShuffleSplit(n_splits=n_splits, random_state=state)
     # one BLAS thread: the fits are tiny and threads only add overhead (10x on a busy 2-core machine)
     with threadpool_limits(limits=1):
         scores = cross_val_score(LogisticRegression(), x, y, cv=splits, scoring="accuracy")
     return float(np.mean(scores)), len(y)
 
 
-def stratified_indices(labels: np.ndarray, n: int, *, seed: int, purpose: str) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, n: int, *, seed: int, purpose: str, draw: int = 0) -> np.ndarray:
     """Sorted indices of a class-stratified random subset of size ``n`` of ``labels``.
 
     Class c with N_c of the N examples gets k_c = ⌊n·N_c / N⌋, plus one for the n − Σ_c ⌊·⌋ classes
     with the largest remainders (n·N_c mod N; ties → smaller class label), so Σ_c k_c = n exactly
     (largest-remainder rounding, integer arithmetic). Within each class, k_c indices are drawn without
-    replacement by ``numpy.random.default_rng(seed_stream(seed, "mia", purpose))``, classes in
-    ascending order. ``n = N`` returns every index.
+    replacement by ``numpy.random.default_rng(seed_stream(seed, "mia", *draw_purpose(purpose, draw)))``,
+    classes in ascending order. ``n = N`` returns every index.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1:
@@ -156,7 +197,7 @@ def stratified_indices(labels: np.ndarray, n: int, *, seed: int, purpose: str) -
     short = n - int(quota.sum())
     # classes are ascending, so a stable sort on −remainder breaks ties by the smaller label
     quota[np.argsort(-remainder, kind="stable")[:short]] += 1
-    rng = np.random.default_rng(seed_stream(seed, "mia", purpose))
+    rng = np.random.default_rng(seed_stream(seed, "mia", *draw_purpose(purpose, draw)))
     chosen = [
         rng.choice(np.flatnonzero(labels == c), size=int(k), replace=False) for c, k in zip(classes, quota)
     ]
@@ -191,22 +232,22 @@ def mia_efficacy(
     feature: str,
     seed: int,
     max_shadow: int = MAX_SHADOW,
+    draw: int = 0,
 ) -> float:
     """SalUn's MIA-efficacy: the share of D_f that an SVC trained on shadow data calls non-member.
 
     Shadow members: a class-stratified random subset of D_r (:func:`stratified_indices`, purpose
     ``"shadow_members"``); shadow non-members: one of D_t (purpose ``"shadow_nonmembers"``); both of
-    size n = min(|D_r|, |D_t|, ``max_shadow``). The same subsets serve every feature. The cap keeps
-    the attack affordable: fitting an SVC costs O(n²)–O(n³), and 5000 per side keeps Fashion-MNIST
-    (|D_t| = 10000) to seconds. (The reference instead takes the *first* |D_t| retain images.)
+    size n = min(|D_r|, |D_t|, ``max_shadow``), drawn with draw number ``draw``. The same subsets
+    serve every feature. The cap keeps the attack affordable: fitting an SVC costs O(n²)–O(n³), and
+    the metrics fit :data:`SHADOW_DRAWS` of them. (The reference instead takes the *first* |D_t|
+    retain images, once.)
 
     With x = :func:`mia_features` (p_y for ``"confidence"``, H(p) for ``"entropy"``), the attack is
     ``SVC(C=3, gamma="auto", kernel="rbf")`` fit on members (label 1) vs non-members (label 0), and
 
         MIA-efficacy = 1 − (1/|D_f|) Σ_{x ∈ D_f} ŷ(x)   (higher = more forgotten).
     """
-    from sklearn.svm import SVC
-
     if feature not in MIA_FEATURES:
         raise ValueError(f"unknown MIA feature {feature!r}; valid features: {', '.join(MIA_FEATURES)}")
     if max_shadow < 1:
@@ -215,100 +256,17 @@ def mia_efficacy(
         if labels.shape[0] == 0:
             raise ValueError(f"mia_efficacy: the {name} split is empty; it needs at least one example")
     n = min(int(retain_labels.shape[0]), int(test_labels.shape[0]), max_shadow)
-    members = stratified_indices(retain_labels.cpu().numpy(), n, seed=seed, purpose="shadow_members")
-    nonmembers = stratified_indices(test_labels.cpu().numpy(), n, seed=seed, purpose="shadow_nonmembers")
+    members = stratified_indices(retain_labels.cpu().numpy(), n, seed=seed, purpose="shadow_members", draw=draw)
+    nonmembers = stratified_indices(test_labels.cpu().numpy(), n, seed=seed, purpose="shadow_nonmembers", draw=draw)
     members_t, nonmembers_t = torch.from_numpy(members), torch.from_numpy(nonmembers)
     x = np.concatenate([
         mia_features(retain_logits.cpu()[members_t], retain_labels.cpu()[members_t], feature),
         mia_features(test_logits.cpu()[nonmembers_t], test_labels.cpu()[nonmembers_t], feature),
     ])[:, None]
     y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
-    # cache_size only bounds libsvm's kernel-column cache (values are recomputed, never approximated):
-    # the fit is the same to the bit, and 40 MB is faster here than the default 200 MB (1.4 s vs 1.7 s
-    # on 10,000 points; columns are seldom reused, and a small cache stays in the CPU's caches).
-    attack = SVC(C=3, gamma="auto", kernel="rbf", cache_size=SVC_CACHE_MB).fit(x, y)
+    attack = fit_attack(x, y)
     predicted = svc_predict(attack, mia_features(forget_logits, forget_labels, feature)[:, None])
     return float(1.0 - predicted.mean())
-
-
-#: Half-width of the band around the decision boundary inside which :func:`svc_predict` asks libsvm,
-#: relative to the scale S(x) = Σ_i |α_i y_i| K(x, s_i) + |b|. Two evaluations of f(x) in float64 that
-#: sum the same n terms in different orders (with kernel values that differ by a few ulps) differ by
-#: at most about (n + 10)·2⁻⁵³·S(x): < 2·10⁻¹² for 10,000 support vectors. The band is 500× wider.
-EXACT_BAND = 1e-9
-
-
-def svc_predict(attack: SVC, x: np.ndarray, *, chunk: int = 128) -> np.ndarray:
-    """``attack.predict(x)`` of a fitted binary RBF ``SVC``, exactly, in a fraction of the time.
-
-    libsvm predicts point by point; here the decision function
-
-        f(x) = Σ_i α_i y_i · exp(−γ ‖x − s_i‖²) + b
-
-    (``dual_coef_``, ``support_vectors_``, ``intercept_`` and the fitted γ) is one matrix product per
-    ``chunk`` points, and ŷ = ``classes_[1]`` where f(x) > 0, else ``classes_[0]``. The two
-    computations of f differ only by rounding (see :data:`EXACT_BAND`), which can flip the sign only
-    where |f(x)| ≤ EXACT_BAND · S(x); those points (in practice none) are predicted by libsvm itself.
-    So the result equals ``attack.predict(x)`` element for element — the metric is unchanged — at
-    about a fifth of the cost (Fashion-MNIST: 5,400 points against ~9,800 support vectors, ~1 s → ~0.2 s).
-    """
-    if attack.kernel != "rbf" or len(attack.classes_) != 2:
-        raise ValueError(f"svc_predict needs a fitted binary RBF SVC, got kernel={attack.kernel!r} "
-                         f"with {len(attack.classes_)} classes; call attack.predict instead")
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != attack.support_vectors_.shape[1]:
-        raise ValueError(f"svc_predict needs x of shape [N, {attack.support_vectors_.shape[1]}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("svc_predict: the attack features contain NaN or inf; check the model's logits")
-    sv = attack.support_vectors_
-    coef = attack.dual_coef_[0]
-    bias = float(attack.intercept_[0])
-    gamma = float(attack._gamma)  # the γ libsvm was fit with ("auto" and "scale" resolved by sklearn)
-    decision = np.empty(len(x))
-    scale = np.empty(len(x))
-    for lo in range(0, len(x), chunk):
-        diff = x[lo:lo + chunk, None, :] - sv[None, :, :]  # differences first, as libsvm does
-        kernel = np.exp(-gamma * (diff * diff).sum(2))
-        decision[lo:lo + chunk] = kernel @ coef + bias
-        scale[lo:lo + chunk] = kernel @ np.abs(coef) + abs(bias)
-    predicted = attack.classes_[(decision > 0).astype(np.int64)]
-    unsure = np.flatnonzero(np.abs(decision) <= EXACT_BAND * scale)
-    if len(unsure):
-        predicted[unsure] = attack.predict(x[unsure])
-    return predicted
-
-
-def efficacy_seconds(n_shadow: int, n_forget: int, *, features: int = len(MIA_FEATURES), threads: int = 1,
-                     calibrate: int = 1000) -> float:
-    """Estimated wall seconds of ``features`` :func:`mia_efficacy` attacks (one per feature, as
-    :func:`bench.metrics.compute_metrics` runs them: side by side when ``threads`` > 1) with
-    ``n_shadow`` shadow points per side and ``n_forget`` points to predict. Used to print a run's
-    estimate before it starts; never part of a metric.
-
-    One attack on synthetic, overlapping features (Beta(8, 1) vs Beta(6, 1.2), like a trained
-    model's confidences on members and non-members) is timed with n₀ = min(n_shadow, ``calibrate``)
-    per side, then scaled: the fit as (n / n₀)² — measured on Fashion-MNIST, 0.05–0.07 s·(n/1000)²
-    from 250 to 5,000 per side, for real features and synthetic ones alike — and the prediction
-    as n_forget·n / (n_pred₀·n₀).
-    """
-    from sklearn.svm import SVC
-
-    if n_shadow < 1 or n_forget < 0 or features < 1 or threads < 1:
-        raise ValueError(f"efficacy_seconds needs n_shadow >= 1, n_forget >= 0, features >= 1, threads >= 1; got "
-                         f"{n_shadow}, {n_forget}, {features}, {threads}")
-    n0 = min(n_shadow, calibrate)
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.beta(8.0, 1.0, n0), rng.beta(6.0, 1.2, n0)])[:, None]
-    y = np.concatenate([np.ones(n0, dtype=np.int64), np.zeros(n0, dtype=np.int64)])
-    start = time.perf_counter()
-    attack = SVC(C=3, gamma="auto", kernel="rbf", cache_size=SVC_CACHE_MB).fit(x, y)
-    fit = time.perf_counter() - start
-    queries = x[: min(len(x), max(n_forget, 1))]
-    start = time.perf_counter()
-    svc_predict(attack, queries)
-    predict = time.perf_counter() - start
-    one = fit * (n_shadow / n0) ** 2 + predict * (n_forget / len(queries)) * (n_shadow / n0)
-    return one * math.ceil(features / min(threads, features))
 
 
 def _check_logits_labels(logits: torch.Tensor, labels: torch.Tensor, where: str) -> None:

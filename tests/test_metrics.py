@@ -185,32 +185,38 @@ def test_balanced_subsample_sizes_membership_and_determinism(sizes):
 
 # ---------------------------------------------------------------- loss-threshold AUC
 
-def test_loss_auc_matches_mann_whitney_u_on_the_balanced_sample():
+def test_loss_auc_matches_mann_whitney_u_on_every_image():
     rng = np.random.default_rng(41)
     members = np.round(rng.gamma(1.0, 0.3, size=60), 1)  # rounded: plenty of ties
     nonmembers = np.round(rng.gamma(1.5, 0.5, size=150), 1)
-    auc, n = mia.loss_auc(members, nonmembers, seed=5)
-    m, nm = mia.balanced_subsample(members, nonmembers, seed=5, purpose="loss_auc")
-    assert n == 2 * len(m) == 120
-    u = scipy.stats.mannwhitneyu(-m, -nm, alternative="two-sided").statistic  # U of the members' scores
-    assert auc == pytest.approx(u / (len(m) * len(nm)), abs=1e-12)
+    auc, n = mia.loss_auc(members, nonmembers)
+    assert n == 210  # every image, unequal sides
+    u = scipy.stats.mannwhitneyu(-members, -nonmembers, alternative="two-sided").statistic  # U of the members' scores
+    assert auc == pytest.approx(u / (60 * 150), abs=1e-12)
     assert auc > 0.6  # members have lower losses here
 
 
 def test_loss_auc_extremes_and_chance():
     low, high = np.linspace(0.0, 0.1, 20), np.linspace(1.0, 2.0, 35)
-    assert mia.loss_auc(low, high, seed=0)[0] == 1.0
-    assert mia.loss_auc(high, low, seed=0)[0] == 0.0
-    assert mia.loss_auc(low, low, seed=0)[0] == pytest.approx(0.5, abs=1e-12)
+    assert mia.loss_auc(low, high)[0] == 1.0
+    assert mia.loss_auc(high, low)[0] == 0.0
+    assert mia.loss_auc(low, low)[0] == pytest.approx(0.5, abs=1e-12)
+    # one distribution, sides 1:9: chance stays at 0.5 without balancing
+    rng = np.random.default_rng(42)
+    assert mia.loss_auc(rng.gamma(1.2, 0.5, 2000), rng.gamma(1.2, 0.5, 18000))[0] == pytest.approx(0.5, abs=0.02)
 
 
 # ---------------------------------------------------------------- DLFD / MUFAC CV attack
 
-def hand_cv_accuracy(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> float:
-    m, nm = mia.balanced_subsample(members, nonmembers, seed=seed, purpose="cv_attack")
+def hand_cv_accuracy(members: np.ndarray, nonmembers: np.ndarray, seed: int, draw: int = 0) -> float:
+    """Draw 0 from the single stream of earlier versions, draw d > 0 from ("cv_attack", "draw<d>")."""
+    rng = np.random.default_rng(seed_stream(seed, "mia", "cv_attack", *([f"draw{draw}"] if draw else [])))
+    nm = nonmembers[np.sort(rng.choice(len(nonmembers), size=len(members), replace=False))]  # members: the smaller side
+    m = members
     x = np.concatenate([m, nm]).reshape(-1, 1)
     y = np.r_[np.ones(len(m)), np.zeros(len(nm))]
-    splits = StratifiedShuffleSplit(n_splits=10, random_state=seed_stream(seed, "mia", "cv_attack", "splits") % 2**32)
+    purpose = ("cv_attack", f"draw{draw}") if draw else ("cv_attack",)
+    splits = StratifiedShuffleSplit(n_splits=10, random_state=seed_stream(seed, "mia", *purpose, "splits") % 2**32)
     accs = []
     for train, test in splits.split(x, y):
         model = LogisticRegression().fit(x[train], y[train])
@@ -225,6 +231,27 @@ def test_cv_attack_accuracy_matches_hand_written_loop():
     assert n == 240
     assert acc == pytest.approx(hand_cv_accuracy(members, nonmembers, 9), abs=1e-12)
     assert 0.5 < acc < 1.0
+    for draw in (1, 5):
+        assert mia.cv_attack_accuracy(members, nonmembers, seed=9, draw=draw)[0] == pytest.approx(
+            hand_cv_accuracy(members, nonmembers, 9, draw), abs=1e-12)
+
+
+def test_draws_mean_sd_and_determinism():
+    d = mia.Draws((0.2, 0.4, 0.9), 50)
+    assert d.mean == pytest.approx(0.5) and d.sd == pytest.approx(np.std([0.2, 0.4, 0.9], ddof=1))
+    assert mia.Draws((0.3,), 5).sd == 0.0
+    seen = []
+    got = mia.over_draws(lambda k: (seen.append(k) or 0.25 * k, 7), draws=4)
+    assert seen == [0, 1, 2, 3] and got == mia.Draws((0.0, 0.25, 0.5, 0.75), 7)
+    with pytest.raises(ValueError, match="at least one draw"):
+        mia.over_draws(lambda k: (0.0, 1), draws=0)
+    assert mia.draw_purpose("p", 0) == ("p",) and mia.draw_purpose("p", 3) == ("p", "draw3")
+    # the draws are different samples, each deterministic in the seed
+    labels = np.arange(500) % 5
+    picks = [mia.stratified_indices(labels, 100, seed=4, purpose="q", draw=d) for d in range(3)]
+    assert not np.array_equal(picks[0], picks[1]) and not np.array_equal(picks[1], picks[2])
+    np.testing.assert_array_equal(picks[2], mia.stratified_indices(labels, 100, seed=4, purpose="q", draw=2))
+    np.testing.assert_array_equal(picks[0], mia.stratified_indices(labels, 100, seed=4, purpose="q"))
 
 
 def test_cv_attack_accuracy_chance_and_separated():
@@ -313,6 +340,35 @@ def test_mia_efficacy_capped_shadow_sets_match_independent_pipeline():
     assert ours == pytest.approx(expected, abs=1e-12)
 
 
+def test_mia_efficacy_metric_is_the_mean_over_shadow_draws_with_its_spread():
+    ev = make_eval()
+    ev = Evaluation(**{**ev.__dict__, "retain": random_split(400, 4, 12), "test": random_split(300, 4, 13)})
+    args = (ev.retain.logits, ev.retain.labels, ev.test.logits, ev.test.labels, ev.forget.logits, ev.forget.labels)
+    per_draw = [mia.mia_efficacy(*args, feature="confidence", seed=ev.seed, max_shadow=mia.MAX_SHADOW, draw=d)
+                for d in range(mia.SHADOW_DRAWS)]
+    stored = compute_metrics(ev)
+    assert stored["mia_efficacy"] == (pytest.approx(np.mean(per_draw), abs=1e-12), len(ev.forget))
+    assert stored["mia_efficacy_draw_sd"] == (pytest.approx(np.std(per_draw, ddof=1), abs=1e-12), mia.SHADOW_DRAWS)
+    assert stored["mia_efficacy_draw_sd"][0] > 0  # 300 of 400 retain images per draw: the draws differ
+    # the companion, called alone, computes the same spread
+    assert METRICS.get("mia_efficacy_draw_sd").fn(ev) == stored["mia_efficacy_draw_sd"]
+    members, nonmembers = scipy_losses(ev.forget), scipy_losses(ev.test)
+    cv = [mia.cv_attack_accuracy(members, nonmembers, seed=ev.seed, draw=d)[0] for d in range(mia.SHADOW_DRAWS)]
+    assert stored["mia_cv_accuracy"][0] == pytest.approx(np.mean(cv), abs=1e-12)
+    assert stored["mia_cv_accuracy_draw_sd"] == (pytest.approx(np.std(cv, ddof=1), abs=1e-12), mia.SHADOW_DRAWS)
+
+
+def test_spread_companions_are_registered_with_their_metric_and_never_ranked():
+    spreads = {name: m for name, m in METRICS.items() if m.measures == "spread"}
+    assert set(spreads) == {n + metrics.SPREAD_SUFFIX for n, m in METRICS.items() if m.draws}
+    assert {"mia_efficacy", "mia_efficacy_entropy", "mia_cv_accuracy"} <= {m.spread_of for m in spreads.values()}
+    for name, m in spreads.items():
+        assert m.goal == "none" and METRICS.get(m.spread_of).draws
+        assert all(name not in c.of for _, c in metrics.COMPOSITES.items())
+    with pytest.raises(ValueError, match="draws=True"):
+        metrics.register_metric("a_spread", "none", "x", measures="spread")
+
+
 @pytest.mark.parametrize("feature", ["confidence", "entropy"])
 def test_mia_efficacy_members_low_nonmembers_high(feature):
     retain = confident_split(300, 10, 91, margin=9.0)  # memorized: p_y ≈ 1, H ≈ 0
@@ -336,79 +392,13 @@ def test_mia_efficacy_deterministic_and_validates():
         mia.mia_efficacy(*args[:4], empty.logits, empty.labels, feature="confidence", seed=1)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_svc_predict_is_libsvm_predict(seed):
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(30, 600))
-    x = np.r_[rng.beta(5, 1, n), rng.beta(4, 1.3, n)][:, None]
-    if seed % 2:
-        x = np.round(x, 2)  # duplicates and exact ties, as saturated confidences give
-    attack = SVC(C=3, gamma="auto", kernel="rbf").fit(x, np.r_[np.ones(n), np.zeros(n)])
-    queries = np.r_[rng.beta(4.5, 1, 700), x[:50, 0], attack.support_vectors_[:20, 0], 0.0, 1.0][:, None]
-    assert np.array_equal(mia.svc_predict(attack, queries, chunk=64), attack.predict(queries))
-
-
-def test_svc_predict_asks_libsvm_inside_the_band(monkeypatch):
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(200, 1))
-    attack = SVC(C=3, gamma="auto", kernel="rbf").fit(x, (x[:, 0] > 0).astype(int))
-    queries = rng.normal(size=(300, 1))
-    asked: list[int] = []
-    libsvm = SVC.predict
-    monkeypatch.setattr(SVC, "predict", lambda self, q: asked.append(len(q)) or libsvm(self, q))
-    monkeypatch.setattr(mia, "EXACT_BAND", 0.0)  # nothing is close enough: numpy alone
-    fast = mia.svc_predict(attack, queries)
-    monkeypatch.setattr(mia, "EXACT_BAND", 10.0)  # every point is: libsvm for all of them
-    slow = mia.svc_predict(attack, queries)
-    assert asked == [300]
-    assert np.array_equal(fast, slow) and np.array_equal(fast, libsvm(attack, queries))
-
-
-def test_svc_predict_refuses_what_it_does_not_reproduce():
-    x = np.linspace(0, 1, 40)[:, None]
-    y = np.r_[np.zeros(20), np.ones(20)]
-    with pytest.raises(ValueError, match="binary RBF SVC"):
-        mia.svc_predict(SVC(kernel="linear").fit(x, y), x)
-    with pytest.raises(ValueError, match="binary RBF SVC"):
-        mia.svc_predict(SVC(kernel="rbf").fit(x, np.arange(40) % 3), x)
-    attack = SVC(kernel="rbf").fit(x, y)
-    with pytest.raises(ValueError, match=r"shape \[N, 1\]"):
-        mia.svc_predict(attack, x[:, 0])
-    with pytest.raises(ValueError, match="NaN or inf"):
-        mia.svc_predict(attack, np.array([[np.nan]]))
-
-
-def test_svc_kernel_cache_size_does_not_change_the_fit():
-    rng = np.random.default_rng(11)
-    n = 1500  # 3,000 columns of 12 KB: a 1 MB cache holds a few dozen, so most columns are recomputed
-    x = np.r_[rng.beta(8, 1, n), rng.beta(6, 1.2, n)][:, None]
-    y = np.r_[np.ones(n), np.zeros(n)]
-    fits = [SVC(C=3, gamma="auto", kernel="rbf", cache_size=mb).fit(x, y) for mb in (1, mia.SVC_CACHE_MB, 200)]
-    for other in fits[1:]:
-        assert np.array_equal(other.support_, fits[0].support_)
-        assert np.array_equal(other.dual_coef_, fits[0].dual_coef_)
-        assert np.array_equal(other.intercept_, fits[0].intercept_)
-
-
-def test_efficacy_seconds_scales_the_calibration(monkeypatch):
-    clock = iter(range(1000))  # every reading of the clock is one second later: fit 1 s, predict 1 s
-    monkeypatch.setattr(mia.time, "perf_counter", lambda: float(next(clock)))
-    # n₀ = 1000 per side, 500 queries: fit 1·(4000/1000)² + predict 1·(500/500)·(4000/1000) = 20 s per attack
-    assert mia.efficacy_seconds(4000, 500, threads=1) == 40.0  # two attacks one after the other
-    assert mia.efficacy_seconds(4000, 500, threads=2) == 20.0  # side by side
-    assert mia.efficacy_seconds(4000, 500, features=3, threads=2) == 40.0
-    assert mia.efficacy_seconds(300, 4000, threads=1) == 2 * (1.0 + 4000 / 600)  # n₀ = 300, 600 queries
-    for bad in ({"n_shadow": 0, "n_forget": 5}, {"n_shadow": 5, "n_forget": -1}, {"n_shadow": 5, "n_forget": 5, "threads": 0}):
-        with pytest.raises(ValueError, match="efficacy_seconds needs"):
-            mia.efficacy_seconds(**bad)
-
-
 # ---------------------------------------------------------------- composites of the registry
 
 def test_nomus_formula():
     ev = make_eval()
     acc = sk_accuracy(ev.test)
-    attack, _ = mia.cv_attack_accuracy(scipy_losses(ev.forget), scipy_losses(ev.test), seed=ev.seed)
+    attack = np.mean([mia.cv_attack_accuracy(scipy_losses(ev.forget), scipy_losses(ev.test), seed=ev.seed, draw=d)[0]
+                      for d in range(mia.SHADOW_DRAWS)])
     value, n = metrics.nomus(ev)
     assert n == len(ev.test)
     assert value == pytest.approx(0.5 * acc + 0.5 * (1 - 2 * abs(attack - 0.5)), abs=1e-9)

@@ -110,6 +110,7 @@ def goal_words(metric: str) -> str:
         "max": "higher is better",
         "min": "lower is better",
         "oracle": "closest to the oracle is better",
+        "none": "no goal: the spread of a measurement over its draws",
     }.get(metric_goal(metric) or "", "goal unknown")
 
 

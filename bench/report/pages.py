@@ -195,8 +195,10 @@ def all_metrics_section(table: pd.DataFrame, metrics: list[str]) -> list[str]:
         md_table(headers, rows, right=set(range(1, len(headers)))), "",
         "Values: mean ± sample standard deviation over seeds. Δ = |value − oracle value of the same "
         "seed|, averaged over seeds (for metrics whose goal is to match the oracle), ± the half-width "
-        "of its 95% confidence interval over seeds (Student t, n − 1 degrees of freedom). Metrics not "
-        "in the registry are shown without a goal.",
+        "of its 95% confidence interval over seeds (Student t, n − 1 degrees of freedom). A "
+        "`<metric>_draw_sd` column is the spread of that attack within a run: the sample standard "
+        "deviation of its value over its seeded draws of shadow / balanced samples, averaged over seeds "
+        "(the metric itself is the mean over the draws). Metrics not in the registry are shown without a goal.",
         "",
         "## Hyperparameters", "",
         md_table(["method", "version", "surrogate", "hyperparameters"], hp_rows, right={1}), "",

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from bench import mia
+from bench import mia, svc
 from bench.data import TaskData
 from bench.references import model_factory
 from bench.registry import get_method
@@ -58,8 +58,8 @@ def probe_throughput(td: TaskData, device: torch.device) -> Throughput:
     """Measure :class:`Throughput` for ``td``'s task: training steps (:func:`bench.train.train_step`)
     on random images of the task's shape at the recipe's batch size, in channels-last as
     :func:`bench.train.train_epochs` trains; forward batches at :func:`bench.train.predict_logits`'
-    batch size (each timed by :func:`seconds_per_step`); and :func:`bench.mia.efficacy_seconds` at
-    the task's split sizes. About a second on the CPU."""
+    batch size (each timed by :func:`seconds_per_step`); and :func:`bench.svc.efficacy_seconds` at
+    the task's split sizes (every feature, every draw). About a second on the CPU."""
     recipe = td.task.recipe
     model = model_factory(td)().to(device, memory_format=torch.channels_last).train()
     opt = make_optimizer(model.parameters(), optimizer=recipe.optimizer, lr=recipe.lr)
@@ -73,7 +73,8 @@ def probe_throughput(td: TaskData, device: torch.device) -> Throughput:
         forward = n_eval / seconds_per_step(lambda: model(xe), device)
     n_shadow = min(len(td.retain), len(td.test), mia.MAX_SHADOW)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
-    attacks = mia.efficacy_seconds(max(n_shadow, 1), len(td.forget), threads=threads)
+    attacks = svc.efficacy_seconds(max(n_shadow, 1), len(td.forget), features=len(mia.MIA_FEATURES),
+                                   draws=mia.SHADOW_DRAWS, threads=threads)
     return Throughput(train=train, forward=forward, attacks=attacks)
 
 
