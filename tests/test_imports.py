@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.env", "bench.lookup", "bench.files"),
     ("bench.tasks", "bench.registry", "bench.results", "bench.datasets"),
     ("bench.data", "bench.splits", "bench.leakage", "bench.models", "bench.train"),
-    ("bench.references", "bench.metrics", "bench.mia", "bench.residue", "bench.crossseed", "bench.examples", "bench.group",
+    ("bench.references", "bench.metrics", "bench.mia", "bench.svc", "bench.residue", "bench.crossseed", "bench.examples", "bench.group",
      "bench.claims", "bench.methods"),
     ("bench.report",),
     ("bench.run",),
