@@ -1,4 +1,4 @@
-"""The ``bench`` command: run, ls, audit, report, check, perf. One module, slightly over 300 lines: the
+"""The ``bench`` command: run, ls, audit, report, signal, check, perf. One module, slightly over 300 lines: the
 parser, the argument types that refuse a user's mistake before any work, and the commands they feed."""
 from __future__ import annotations
 
@@ -153,6 +153,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signal(args: argparse.Namespace) -> int:
+    """`bench signal`: original vs oracle and oracle vs oracle per metric (see bench/report/separates.py)."""
+    from bench.examples import store_examples
+    from bench.report.separates import signal_report
+    from bench.results import read_store
+
+    print(signal_report(read_store(args.results), args.task, args.seeds, results=str(args.results),
+                        examples_of=store_examples(args.results)), end="")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """`bench check`: re-run a suite and compare every metric with a baseline (see bench/check.py)."""
     from bench.check import check, parse_tolerances
@@ -243,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="write nothing: regenerate in memory and exit 1 with a diff "
                    "when --out is stale, edited by hand, or lacks or has extra generated files")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("signal", help="does a task separate the original from the oracle? per metric, with CIs",
+                       description="Per forgetting metric of TASK: the original's and the oracle's means, original − "
+                       "oracle and oracle − oracle (split halves of the oracle's seeds) with 95%% intervals, the paired "
+                       "p, and whether the task separates them; then the cross-seed attack's floor, signal and control. "
+                       "The table of the task's leaderboard page, from the stored runs; nothing is trained.")
+    p.add_argument("task")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="model seeds to compare (default: every seed with both the original's and the oracle's runs)")
+    p.add_argument("--results", default=USER_RESULTS, help=f"results directory (default ./{USER_RESULTS}; the "
+                   "published store is results/)")
+    p.set_defaults(fn=cmd_signal)
 
     p = sub.add_parser("check", help="re-run a suite and compare every metric with a baseline (regression check)",
                        description="Re-runs the digits suite (or --tasks/--methods/--seeds) into a temporary results "

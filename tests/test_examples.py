@@ -184,6 +184,36 @@ def test_task_page_shows_the_attack_with_floor_signal_and_control(stored: Path, 
     assert "| `finetune` |" in section and "| `original` |" not in section  # the original is the signal line
 
 
+def test_bench_signal_prints_the_pages_signal_tables_without_the_methods(
+        stored: Path, fixed_task: Task, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    TASKS._entries[fixed_task.name] = fixed_task
+    try:
+        assert main(["signal", fixed_task.name, "--results", str(stored)]) == 0
+        out = capsys.readouterr().out
+        page = render_report(read_store(stored), plots=False, examples=store_examples(stored))[f"{fixed_task.name}.md"]
+        assert out.startswith(f"# Signal of {fixed_task.name} (v{fixed_task.version}): original vs oracle over seeds 0 1 2 3 4 5")
+        signal = out.split("## Signal", 1)[1].split("## Per-example", 1)[0]
+        assert signal.strip() in page  # the page's table, word for word
+        assert "**Floor** (oracles vs oracles)" in out and "**Signal** (original vs oracles)" in out
+        assert "| `finetune` |" not in out and "finetune" not in signal
+        # a subset of seeds: the same table over those seeds only
+        assert main(["signal", fixed_task.name, "--results", str(stored), "--seeds", "0", "1", "2"]) == 0
+        three = capsys.readouterr().out
+        assert "over seeds 0 1 2\n" in three and "|       3 |" in three and "needs 6" in three
+        # a seed without the references: refused before any work, naming the run to do
+        assert main(["signal", fixed_task.name, "--results", str(stored), "--seeds", "0", "7"]) == 2
+        err = capsys.readouterr().err
+        assert f"bench run {fixed_task.name} original --seeds 7 --results {stored}" in err
+        assert main(["signal", fixed_task.name, "--results", str(stored), "--seeds", "4"]) == 2
+        assert "the paired test needs two or more" in capsys.readouterr().err
+    finally:
+        TASKS._entries.pop(fixed_task.name)
+    assert main(["signal", "no-such-task", "--results", str(stored)]) == 2
+    assert "tasks present" in capsys.readouterr().err
+
+
 def test_page_without_values_has_no_section(stored: Path) -> None:
     page = render_report(read_store(stored), plots=False)
     assert all("Per-example attacks" not in text for text in page.values())

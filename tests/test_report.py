@@ -793,3 +793,45 @@ def test_a_task_whose_forgetting_inputs_all_lack_signal_is_not_ranked_and_says_w
     assert aggregate(no_original, RANDOM_TASK)["rank"].isna().all()
     page = render(no_original)[f"{RANDOM_TASK}.md"]
     assert "untestable (0 shared seeds)" in page and "run the `original` method on the oracle's seeds" in page
+
+
+def test_signal_intervals_match_scipy_and_agree_with_p():
+    from bench.report.paired import split_half_differences, t_interval
+
+    rng = np.random.default_rng(4)
+    for shift in (0.0, 0.02, 0.3):
+        d = rng.normal(shift, 0.05, size=7)
+        i = t_interval(d)
+        low, high = stats.t.interval(0.95, 6, loc=np.mean(d), scale=stats.sem(d))
+        assert (i.mean, i.low, i.high, i.n) == (pytest.approx(np.mean(d)), pytest.approx(low), pytest.approx(high), 7)
+        p = stats.ttest_1samp(d, 0.0).pvalue
+        assert i.excludes_zero == (p < 0.05)
+    one = t_interval(np.array([0.5]))
+    assert one.mean == 0.5 and math.isnan(one.low) and math.isnan(t_interval(np.array([])).mean)
+    # oracle halves by seed: values out of order, one NaN and an odd count (the last seed is dropped)
+    oracle = pd.Series([0.4, 0.1, math.nan, 0.3, 0.2, 0.9], index=[4, 0, 2, 1, 3, 5])
+    assert split_half_differences(oracle).tolist() == pytest.approx([0.1 - 0.2, 0.3 - 0.4])
+
+
+def test_signal_table_shows_both_intervals_computed_by_hand():
+    page = render(pd.DataFrame(rows_of(RANDOM_TASK, RANDOM_VALUES)))[f"{RANDOM_TASK}.md"]
+    signal = table_rows(page, "Signal")
+    by_metric = {r[0]: dict(zip(signal[0], r)) for r in signal[1:]}
+    d = np.subtract(RANDOM_VALUES["original"]["mia_efficacy"], RANDOM_VALUES["oracle"]["mia_efficacy"])
+    low, high = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
+    assert by_metric["mia_efficacy"]["original − oracle [95 % CI]"] == f"{d.mean():.3f} [{low:.3f}, {high:.3f}]"
+    # three oracle seeds: one pair, seed 0 − seed 1, with no interval
+    assert by_metric["mia_efficacy"]["oracle − oracle [95 % CI]"] == "-0.050"
+    assert by_metric["forget_accuracy"]["oracle − oracle [95 % CI]"] == "-0.020"
+
+
+def test_signal_table_warns_when_the_oracle_halves_differ_beyond_noise():
+    oracle = {**RANDOM_VALUES["oracle"], "forget_accuracy": [0.90, 0.91, 0.92, 0.80, 0.81, 0.82]}
+    values = {"oracle": oracle, "original": {"forget_accuracy": [1.0] * 6}}
+    rows = [row(RANDOM_TASK, m, s, k, v) for m, ms in values.items() for k, vs in ms.items() if k == "forget_accuracy"
+            for s, v in enumerate(vs)]
+    page = render(pd.DataFrame(rows))[f"{RANDOM_TASK}.md"]
+    header, forget = table_rows(page, "Signal")
+    cells = dict(zip(header, forget))
+    assert cells["oracle"] == "0.860" and cells["oracle − oracle [95 % CI]"] == "0.100 [0.100, 0.100]"
+    assert cells["signal"] == "yes; oracle halves differ beyond noise: seeds not independent?"

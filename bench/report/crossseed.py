@@ -72,8 +72,9 @@ def tpr(h: Halves, name: str) -> str:
     return f"{(a.tpr_at_fpr + b.tpr_at_fpr) / 2:.3f}"
 
 
-def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None) -> list[str]:
-    """The page's section (empty when the store has no per-example values for the task)."""
+def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None, *, entries: bool = True) -> list[str]:
+    """The page's section (empty when the store has no per-example values for the task);
+    ``entries=False``: only the floor, the signal and the control (``bench signal``)."""
     task = TASKS.get(selected.task) if selected.task in TASKS else None
     examples = examples_of(selected.task) if examples_of is not None else None
     if task is None or examples is None or examples.empty:
@@ -89,7 +90,7 @@ def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None) -> lis
     if len(base) < MIN_SEEDS:
         return head + [f"Not computed: {len(base)} seeds have the original's and the oracle's per-example values; "
                        f"the attack needs {MIN_SEEDS} (three models per half).", ""]
-    return head + attack_lines(selected, examples, runs)
+    return head + attack_lines(selected, examples, runs, entries)
 
 
 def matrices(examples: pd.DataFrame, runs: dict[str, dict[int, str]], entries: list[str], seeds: tuple[int, ...],
@@ -97,8 +98,9 @@ def matrices(examples: pd.DataFrame, runs: dict[str, dict[int, str]], entries: l
     return {e: phi_matrix(examples, {s: runs[e][s] for s in seeds}, split)[0] for e in entries}
 
 
-def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dict[int, str]]) -> list[str]:
-    entries = sorted(e for e in runs if e not in (ORIGINAL, ORACLE))
+def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dict[int, str]],
+                 with_entries: bool = True) -> list[str]:
+    entries = sorted(e for e in runs if e not in (ORIGINAL, ORACLE)) if with_entries else []
     groups: dict[tuple[int, ...], list[str]] = {}
     for e in entries:
         groups.setdefault(shared_seeds(runs[ORIGINAL], runs[ORACLE], runs[e]), []).append(e)
@@ -125,7 +127,7 @@ def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dic
         "",
     ]
     rows = []
-    for seeds, names in sorted(groups.items(), key=lambda kv: kv[1]):
+    for seeds, names in sorted(groups.items(), key=lambda kv: kv[1]):  # empty without entries
         if len(seeds) < MIN_SEEDS:
             rows += [[f"`{e}`", str(len(seeds)), "—", "—", "—", "—", f"needs {MIN_SEEDS} seeds with per-example values"]
                      for e in names]
@@ -136,8 +138,9 @@ def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dic
             read = reading(h.minus_floor[e], h.minus_baseline[e]) if signal else "no signal on this task"
             rows.append([f"`{e}`", str(len(seeds)), ci(h.values[e]), ci(h.minus_floor[e]), ci(h.minus_baseline[e]),
                          tpr(h, e), read])
-    lines += [md_table(["entry", "seeds", PRIMARY, "− floor", "− original", "TPR @ 1% FPR", "reading"], rows,
-                       right={1, 5}), ""]
+    if with_entries:
+        lines += [md_table(["entry", "seeds", PRIMARY, "− floor", "− original", "TPR @ 1% FPR", "reading"], rows,
+                           right={1, 5}), ""]
     if n // 2 >= MIN_NONPARAMETRIC_MODELS:
         lines += nonparametric_lines(examples, runs, base)
     else:

@@ -13,6 +13,12 @@ composite score of the task, which combines the rest of its inputs (:attr:`Compo
 signal, the composite is not computed on the task (n/a) and a task ranked by it has no ranks;
 the same holds for a task ranked by one forgetting metric without signal.
 
+Beside p the table prints the mean of d with its 95 % t interval (it excludes 0 exactly when
+p < 0.05), and the same for **oracle against oracle**: the oracle's seeds in two halves,
+d_i = o_{A_i} − o_{B_i} (:func:`bench.report.paired.split_half_differences`), how far two
+models of the oracle's recipe fall apart on m by chance. Its interval should hold 0; one that
+does not says the seeds are not independent draws, and the table says so.
+
 The rule applies to forgetting metrics only. Utility metrics (retain and test accuracy) always
 stay in the composite, although the original usually is within noise of the oracle on them:
 there the original *is* the ideal (a method should keep the model's utility), so its agreement
@@ -35,20 +41,23 @@ import pandas as pd
 
 from bench.metrics import COMPOSITES, METRICS
 from bench.report.cells import and_list, fixed, md_table, p_text
-from bench.report.paired import beyond_noise, paired_differences, paired_t_test
+from bench.report.paired import Interval, beyond_noise, paired_differences, paired_t_test, split_half_differences, t_interval
 from bench.results import ORACLE, ORIGINAL
 
 
 @dataclass(frozen=True)
 class MetricSignal:
     """Original against oracle on one forgetting metric: means over each one's seeds, the
-    paired test's p and the number of seeds it paired (p NaN: untestable)."""
+    paired test's p and the number of seeds it paired (p NaN: untestable), the mean paired
+    difference original − oracle with its interval, and oracle against oracle (split halves)."""
 
     metric: str
     original_mean: float
     oracle_mean: float
     p: float
     seeds: int
+    difference: Interval
+    floor: Interval
 
     @property
     def present(self) -> bool:
@@ -117,7 +126,9 @@ def task_signal(ok: pd.DataFrame) -> TaskSignal:
             continue
         original, oracle = series_of(ok, ORIGINAL, name), series_of(ok, ORACLE, name)
         p, n = paired_t_test(original, oracle)
-        found.append(MetricSignal(name, finite_mean(original), finite_mean(oracle), p, n))
+        found.append(MetricSignal(name, finite_mean(original), finite_mean(oracle), p, n,
+                                  t_interval(paired_differences(original, oracle)),
+                                  t_interval(split_half_differences(oracle))))
     return TaskSignal(tuple(found))
 
 
@@ -143,6 +154,15 @@ def versus_original(per_seed: pd.Series, entry: str, higher_is_better: bool) -> 
     return VersusOriginal(p, n, better, better and beyond_noise(p))
 
 
+def interval_cell(i: Interval, decimals: int = 3) -> str:
+    """``mean [low, high]``; only the mean for one value; ``n/a`` for none."""
+    if math.isnan(i.mean):
+        return "n/a"
+    if math.isnan(i.low):
+        return fixed(i.mean, decimals)
+    return f"{fixed(i.mean, decimals)} [{fixed(i.low, decimals)}, {fixed(i.high, decimals)}]"
+
+
 def signal_section(signal: TaskSignal, rank_by: str) -> list[str]:
     """The page's "Signal" table: per stored forgetting metric, original and oracle means, p, and
     whether it has signal; then the inputs each composite used, and why the task is unranked."""
@@ -154,10 +174,14 @@ def signal_section(signal: TaskSignal, rank_by: str) -> list[str]:
         for s in signal.metrics:
             used_in = [c for c in COMPOSITES.names() if s.metric in COMPOSITES.get(c).of]
             p = f"untestable ({s.seeds} shared seed{'s' if s.seeds != 1 else ''})" if math.isnan(s.p) else p_text(s.p)
-            rows.append([s.metric, fixed(s.original_mean, 3), fixed(s.oracle_mean, 3), p, str(s.seeds),
-                         "yes" if s.present else "no signal on this task", ", ".join(used_in) or "—"])
-        lines += [md_table(["metric", "original", "oracle", "p", "seeds", "signal", "composite input of"], rows,
-                           right={1, 2, 4}), ""]
+            verdict = "yes" if s.present else "no signal on this task"
+            if s.floor.excludes_zero:
+                verdict += "; oracle halves differ beyond noise: seeds not independent?"
+            rows.append([s.metric, fixed(s.original_mean, 3), fixed(s.oracle_mean, 3), interval_cell(s.difference), p,
+                         interval_cell(s.floor), str(s.seeds), verdict, ", ".join(used_in) or "—"])
+        lines += [md_table(["metric", "original", "oracle", "original − oracle [95 % CI]", "p",
+                            "oracle − oracle [95 % CI]", "seeds", "signal", "composite input of"], rows,
+                           right={1, 2, 6}), ""]
     for name in COMPOSITES.names():
         of, used = COMPOSITES.get(name).of, signal.inputs(name)
         left = [m for m in of if m not in used]
@@ -172,7 +196,10 @@ def signal_section(signal: TaskSignal, rank_by: str) -> list[str]:
     lines += [
         "",
         "Signal: for each metric that measures forgetting, a two-sided paired t-test over seeds of the "
-        "original's values against the oracle's. p < 0.05: the metric tells the model that forgot nothing from "
+        "original's values against the oracle's, with the mean difference and its 95 % t interval (it excludes 0 "
+        "exactly when p < 0.05). Oracle − oracle: the oracle's seeds in two halves, first half minus second, seed "
+        "by seed, with its interval: how far two oracles fall apart by chance (it should hold 0). "
+        "p < 0.05: the metric tells the model that forgot nothing from "
         "the target on this task. p ≥ 0.05 or untestable (fewer than two shared seeds): no signal on this task — "
         "a method's gap on it cannot tell forgetting from doing nothing, so it is left out of the composite "
         "scores here; when none of a composite's forgetting inputs has signal, the task is not ranked on it. "
