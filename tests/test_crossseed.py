@@ -348,7 +348,7 @@ def populations(n: int, S: int, shift: float, seed: int) -> tuple[np.ndarray, np
 
 def test_halves_value_is_the_mean_over_the_swap():
     oracle, original, unlearned = populations(16, 300, 0.8, 11)
-    h = cs.halves("ulira_accuracy", oracle, {"original": original, "unlearned": unlearned}, n_boot=200)
+    h = cs.halves("ulira_accuracy", oracle, {"original": original, "unlearned": unlearned}, n_boot=200, partitions=1)
     a, b = slice(0, 8), slice(8, 16)
     for name, x in (("original", original), ("unlearned", unlearned)):
         direct = (cs.ulira(x[a], oracle[b]).accuracy + cs.ulira(x[b], oracle[a]).accuracy) / 2
@@ -356,7 +356,49 @@ def test_halves_value_is_the_mean_over_the_swap():
         assert h.minus_floor[name].value == pytest.approx(direct - h.floor.value)
     floor = (cs.ulira(oracle[a], oracle[b]).accuracy + cs.ulira(oracle[b], oracle[a]).accuracy) / 2
     assert h.floor.value == pytest.approx(floor)
-    assert h.details["oracle"][0].variance == "pooled" and (h.n_per_half, h.n_examples) == (8, 300)
+    assert h.details["oracle"][0].variance == "pooled" and (h.n_per_half, h.n_examples, h.partitions) == (8, 300, 1)
+
+
+def test_halves_average_over_partitions_by_hand():
+    oracle, original, _ = populations(16, 300, 0.8, 11)
+    h = cs.halves("ulira_accuracy", oracle, {"original": original}, n_boot=50)
+    splits = cs.partitions_of(16)
+    assert h.partitions == len(splits) == math.ceil(cs.PARTITION_MODELS / 16)
+    for name, x in (("original", original), ("oracle", oracle)):
+        direct = np.mean([(cs.ulira(x[a], oracle[b]).accuracy + cs.ulira(x[b], oracle[a]).accuracy) / 2 for a, b in splits])
+        assert (h.floor if name == "oracle" else h.values[name]).value == pytest.approx(direct)
+
+
+def test_partitions_are_distinct_disjoint_halves_and_all_of_them_when_few():
+    for n in (6, 8, 16, 64):
+        splits = cs.partitions_of(n, seed=3)
+        assert len(splits) == min(math.comb(n, n // 2) // 2, math.ceil(cs.PARTITION_MODELS / n))
+        assert [a.tolist() for a in splits[0]] == [list(range(n // 2)), list(range(n // 2, n))]
+        names = set()
+        for a, b in splits:
+            assert len(a) == len(b) == n // 2 and sorted(np.concatenate([a, b]).tolist()) == list(range(n))
+            assert 0 in a  # each unordered partition named once, by the half with seed 0
+            names.add(tuple(a))
+        assert len(names) == len(splits)
+    assert len(cs.partitions_of(6)) == 10  # C(6, 3) / 2: every one
+    assert [a.tolist() for a, _ in cs.partitions_of(16, seed=1)] == [a.tolist() for a, _ in cs.partitions_of(16, seed=1)]
+    assert [a.tolist() for a, _ in cs.partitions_of(16, seed=1)] != [a.tolist() for a, _ in cs.partitions_of(16, seed=2)]
+    with pytest.raises(ValueError, match="even n"):
+        cs.partitions_of(7)
+
+
+def test_one_partition_is_noisier_than_their_average():
+    """The reason for averaging: with a model-level offset (one model more confident on every
+    example) the floor of a single partition strays from ½ far more than the average does."""
+    rng = np.random.default_rng(21)
+    S, n = 400, 16
+    mu = rng.normal(scale=2.0, size=S)
+    singles, averaged = [], []
+    for trial in range(12):
+        oracle = mu + rng.normal(scale=0.6, size=(n, 1)) + rng.normal(size=(n, S))
+        singles.append(cs.halves("ulira_accuracy", oracle, {}, n_boot=1, partitions=1, seed=trial).floor.value)
+        averaged.append(cs.halves("ulira_accuracy", oracle, {}, n_boot=1, seed=trial).floor.value)
+    assert np.std(averaged) < 0.6 * np.std(singles)
 
 
 def test_halves_separate_signal_from_floor():

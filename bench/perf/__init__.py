@@ -59,8 +59,10 @@ measure                        unit      what
 ``crossseed_<metric>``         s         :func:`bench.crossseed.halves` of one cross-seed metric
                                          on synthetic φ (task column ``synthetic-phi-SxN``):
                                          :mod:`bench.perf.crossseed`
-``crossseed_all``              s         their sum, every cross-seed metric of one (task,
-                                         method)                                  (goal <= 5)
+``crossseed_all``              s         their sum over the metrics computed at the measured
+                                         seeds (16: ``ulira_accuracy``)            (goal <= 5)
+``crossseed_all_with_nonp...`` s         the sum over every row, the non-parametric metrics at
+                                         their smallest valid seeds (64)
 =============================  ========  ========================================================
 
 ``value`` is computed from wall-clock time; ``cpu_value`` is the same throughput or ratio computed

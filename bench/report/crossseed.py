@@ -3,7 +3,8 @@ oracles', beside the noise floor and the task's signal (:mod:`bench.crossseed`, 
 per-example values the runs stored, :mod:`bench.examples`).
 
 For an entry e with seeds s₁ < … < s_N shared with the original and the oracle (N even; the
-largest seed dropped when N is odd), the split halves (:func:`bench.crossseed.halves`) give
+largest seed dropped when N is odd), the split halves (:func:`bench.crossseed.halves`, averaged
+over partitions of the seeds into halves) give
 
 * ``ulira_accuracy(e)``: e's models of one half against the oracles of the other, mean of both
   ways; goal: the **floor**, the oracles of one half against those of the other (≈ 0.5);
@@ -68,8 +69,7 @@ def reading(minus_floor: Estimate, minus_original: Estimate | None) -> str:
 
 
 def tpr(h: Halves, name: str) -> str:
-    a, b = h.details[name]
-    return f"{(a.tpr_at_fpr + b.tpr_at_fpr) / 2:.3f}"
+    return f"{sum(r.tpr_at_fpr for r in h.details[name]) / len(h.details[name]):.3f}"
 
 
 def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None, *, entries: bool = True) -> list[str]:
@@ -114,8 +114,9 @@ def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dic
     variance = "per-example" if n // 2 >= PER_EXAMPLE_VARIANCE_FROM else "pooled (LiRA's fixed variance)"
     lines = [
         f"`{PRIMARY}`, split halves over {n} seeds ({n // 2} models per population; variances {variance}, "
-        f"per-example from {PER_EXAMPLE_VARIANCE_FROM} models per population), {reference.n_examples} forget "
-        "examples; goal: the floor. 95 % bootstrap CIs over the examples.",
+        f"per-example from {PER_EXAMPLE_VARIANCE_FROM} models per population), averaged over {reference.partitions} "
+        f"partitions of the seeds into halves, {reference.n_examples} forget examples; goal: the floor. 95 % "
+        "bootstrap CIs over the examples.",
         "",
         f"- **Floor** (oracles vs oracles): {ci(reference.floor)}",
         f"- **Signal** (original vs oracles): {ci(reference.values[ORIGINAL])}; original − floor "
