@@ -42,21 +42,30 @@ from bench.compare import NOT_COMPARED, CheckResult, compare
 from bench.env import parse_device_label
 
 #: Tolerances when the baseline was computed with another CPU instruction set (see the module
-#: docstring): 1.5 × the largest |Δ| seen per metric, rounded up to 0.01, over two measurements.
+#: docstring): 1.5 × the largest |Δ| seen per metric, rounded up to 0.01 (relearn_steps, a count:
+#: up to a whole step), the largest over three measurements, all at 2 threads.
 #: (1) The digits suite of 13 methods and the oracle (seeds 0 1 2, 1,110 numbers), AVX512 kernels
-#: against AVX2 kernels on one machine, 2 threads. (2) The published digits suite of 24 methods and
-#: the oracle (1,986 numbers; published on an AVX2 machine) re-run on an AVX512 machine, 2 threads,
-#: 2026-12-02: 69% of the numbers came out identical, the rest moved because a model trained with
-#: other kernels is a slightly different model and the attacks amplify it (DLFD most). Largest |Δ|
-#: per metric, (1) / (2): forget 0.050 / 0.038, retain 0.026 / 0.039, test 0.035 / 0.047,
-#: forget_test 0.069 / 0.027, mia_efficacy 0.046 / 0.062, mia_auc 0.031 / 0.075, mia_cv 0.042 / 0.060,
-#: nomus 0.032 / 0.037, js_to_oracle 0.104 / 0.047, mia_efficacy_entropy 0.815 / 0.808 (an SVC
-#: boundary on a near-constant feature flips): for that metric the tolerance exceeds its range, so
-#: across instruction sets it is in effect not checked. On one instruction set the check is exact.
+#: against AVX2 kernels on one machine. (2) The published digits suite of 24 methods and the oracle
+#: (1,986 numbers; published on an AVX2 machine) re-run on an AVX512 machine, 2026-12-02: 69% of the
+#: numbers came out identical, the rest moved because a model trained with other kernels is a
+#: slightly different model and the attacks amplify it (DLFD most). (3) The digits v2 suite of 24
+#: methods and the oracle, seeds 0 1 2 (2,898 numbers, the residue metrics and the draws' spreads
+#: included), published on AVX512, re-run with the kernels held to AVX2 on the same machine,
+#: 2026-12-03: 53% identical. Largest |Δ| per metric, (1) / (2) / (3): forget 0.050 / 0.038 / 0.054,
+#: retain 0.026 / 0.039 / 0.039, test 0.035 / 0.047 / 0.047, forget_test 0.069 / 0.027 / 0.028,
+#: mia_efficacy 0.046 / 0.062 / 0.223 (DLFD on digits-cnn-random10: its attack monitor stops at
+#: another step; every other method ≤ 0.068), mia_auc 0.031 / 0.075 / 0.073, mia_cv 0.042 / 0.060 /
+#: 0.021, nomus 0.032 / 0.037 / 0.028, js_to_oracle 0.104 / 0.047 / 0.104, mia_efficacy_entropy
+#: 0.815 / 0.808 / 0.397 (an SVC boundary on a near-constant feature flips); (3) only:
+#: probe_accuracy 0.027, relearn_steps 5 (of 45), and the spreads over draws mia_efficacy_draw_sd
+#: 0.421, mia_efficacy_entropy_draw_sd 0.427, mia_cv_accuracy_draw_sd 0.029. Where the tolerance
+#: reaches the metric's range (mia_efficacy_entropy and the efficacy spreads) it is in effect not
+#: checked across instruction sets. On one instruction set the check is exact.
 CROSS_ISA_TOLERANCES: dict[str, float] = {
-    "forget_accuracy": 0.08, "retain_accuracy": 0.06, "test_accuracy": 0.08, "forget_test_accuracy": 0.11,
-    "mia_efficacy": 0.10, "mia_efficacy_entropy": 1.0, "mia_auc": 0.12, "mia_cv_accuracy": 0.09,
-    "js_to_oracle": 0.16, "nomus": 0.06,
+    "forget_accuracy": 0.09, "retain_accuracy": 0.06, "test_accuracy": 0.08, "forget_test_accuracy": 0.11,
+    "mia_efficacy": 0.34, "mia_efficacy_entropy": 1.0, "mia_auc": 0.12, "mia_cv_accuracy": 0.09,
+    "js_to_oracle": 0.16, "nomus": 0.06, "probe_accuracy": 0.05, "relearn_steps": 8.0,
+    "mia_efficacy_draw_sd": 0.64, "mia_efficacy_entropy_draw_sd": 0.65, "mia_cv_accuracy_draw_sd": 0.05,
 }
 
 
