@@ -61,9 +61,11 @@ def test_split_seed_joins_the_identity_only_when_set(synthetic_random_task: Task
         dataclasses.replace(fixed_task, split_seed=-1)
 
 
-def test_published_digits_tasks_have_seeds_by_role() -> None:
-    for name in ("digits-cnn-class", "digits-cnn-random10", "digits-cnn-multiclass"):
-        assert TASKS.get(name).fixed_split, name
+def test_published_cpu_tasks_have_seeds_by_role() -> None:
+    from bench.tasks import SUITES
+
+    for name in SUITES["quick"] + SUITES["fmnist"]:
+        assert TASKS.get(name).fixed_split and TASKS.get(name).version >= 2, name
 
 
 def test_forget_index_names_the_training_images_of_the_forget_split(fixed_task: Task) -> None:

@@ -835,3 +835,14 @@ def test_signal_table_warns_when_the_oracle_halves_differ_beyond_noise():
     cells = dict(zip(header, forget))
     assert cells["oracle"] == "0.860" and cells["oracle − oracle [95 % CI]"] == "0.100 [0.100, 0.100]"
     assert cells["signal"] == "yes; oracle halves differ beyond noise: seeds not independent?"
+
+
+def test_a_card_of_a_newer_registered_version_says_the_numbers_are_older():
+    from bench.tasks import TASKS
+
+    registered = TASKS.get(CLASS_TASK).version
+    older = render(store())[f"{CLASS_TASK}.md"]  # the hand-made rows are task version 1
+    assert registered > 1 and (f"- **Card:** of the registered version {registered}; the numbers on this page are "
+                               "of version 1, which it may not describe") in older
+    current = pd.DataFrame([dict(r, task_version=registered) for r in rows_of(CLASS_TASK, CLASS_VALUES)])
+    assert "**Card:**" not in render(current)[f"{CLASS_TASK}.md"]

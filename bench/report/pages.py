@@ -93,6 +93,9 @@ def task_header(selected: TaskRows, rank_by: str) -> list[str]:
             f"- **Seeds:** {task.describe_seeds()}",
             f"- **Reference recipe:** {recipe_text(task)}",
         ]
+        if task.version != selected.version:  # the card is the registry's; the rows may be older
+            lines.append(f"- **Card:** of the registered version {task.version}; the numbers on this page are of "
+                         f"version {selected.version}, which it may not describe")
     lines += [
         f"- **Task version:** {selected.version}",
         f"- **Ranking metric:** `{rank_by}` ({goal_words(rank_by)}; mean over seeds)",
