@@ -14,7 +14,7 @@ the method (unlearned of half A vs oracles of half B), the noise floor (oracles 
 B) and the task's signal (originals of A vs oracles of B), each the mean over the swap A ↔ B and
 over several partitions of the seeds into halves, with bootstrap confidence intervals over examples.
 
-One idea in about 400 lines, a third of them docstrings: the three statistics share their input
+One idea in about 460 lines, a third of them docstrings: the three statistics share their input
 checks and the split-halves comparison, and each one's formula and departures from its reference
 live beside its code.
 """

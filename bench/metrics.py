@@ -79,7 +79,9 @@ class Metric:
     logit is NaN or inf (the attacks' scikit-learn models refuse them; a divergence is NaN), so
     such a model's run records it as failed (:func:`refused_metrics`) instead. ``measures``: what
     it measures (:data:`Measures`). ``draws``: ``fn`` returns :class:`bench.mia.Draws`.
-    ``spread_of``: the draws metric whose spread this companion stores."""
+    ``spread_of``: the draws metric whose spread this companion stores. ``inputs`` and ``combine``:
+    a metric made of others, ``fn(ev) = combine(*(m(ev) for m in inputs))``, which
+    :func:`compute_metrics` computes from the inputs' results instead of computing them twice."""
 
     name: str
     fn: Callable[[Evaluation], tuple[float, int]]
@@ -92,6 +94,8 @@ class Metric:
     needs_finite: bool = False
     draws: bool = False
     spread_of: str = ""
+    inputs: tuple[str, ...] = ()
+    combine: Callable[..., tuple[float, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,13 @@ COMPOSITES: Registry[Composite] = Registry("composite score")
 
 def register_metric(name: str, goal: Goal, description: str, applies: Callable[[Evaluation], bool] | None = None,
                     *, measures: Measures, undefined_for: tuple[str, ...] = (), undefined_why: str = "",
-                    needs_finite: bool = False, draws: bool = False):
+                    needs_finite: bool = False, draws: bool = False, inputs: tuple[str, ...] = (),
+                    combine: Callable[..., tuple[float, int]] | None = None):
     """Register ``fn(ev) -> (value, n)`` as the stored metric ``name`` (see :class:`Metric`); with
-    ``draws=True``, ``fn(ev) -> Draws`` and its ``<name>_draw_sd`` companion too."""
+    ``draws=True``, ``fn(ev) -> Draws`` and its ``<name>_draw_sd`` companion too; with ``inputs``
+    (registered metrics) and ``combine``, ``fn`` must equal ``combine`` of their results."""
+    if bool(inputs) != (combine is not None) or any(i not in METRICS for i in inputs):
+        raise ValueError(f"metric {name!r}: give inputs (registered metrics) and combine together")
     if bool(undefined_for) != bool(undefined_why):
         raise ValueError(f"metric {name!r}: give undefined_for and undefined_why together (the methods, and why)")
     if measures not in MEASURES or measures == "spread":
@@ -129,7 +137,7 @@ def register_metric(name: str, goal: Goal, description: str, applies: Callable[[
 
     def wrap(fn: Callable[[Evaluation], tuple[float, int]]):
         METRICS.register(name, Metric(name, fn, goal, description, measures, applies, undefined_for, undefined_why,
-                                      needs_finite, draws=draws))
+                                      needs_finite, draws=draws, inputs=inputs, combine=combine))
         if draws:
             def spread(ev: Evaluation) -> tuple[float, int]:
                 result = fn(ev)
@@ -297,14 +305,18 @@ def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tenso
     return (0.5 * (kl_pm + kl_qm)).clamp_min(0.0)
 
 
+def nomus_of(test: tuple[float, int], attack: mia.Draws) -> tuple[float, int]:
+    """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA (``test_accuracy``, n its images)
+    and A_mia (``mia_cv_accuracy``, the mean over its draws) on our test split."""
+    acc, n = test
+    return 0.5 * acc + 0.5 * (1.0 - 2.0 * abs(attack.mean - 0.5)), n
+
+
 @register_metric("nomus", "max", "MUFAC's NoMUS: ½·test_accuracy + ½·(1 − 2·|mia_cv_accuracy − 0.5|)",
-                 needs_finite=True, measures="combined")
+                 needs_finite=True, measures="combined", inputs=("test_accuracy", "mia_cv_accuracy"), combine=nomus_of)
 def nomus(ev: Evaluation) -> tuple[float, int]:
-    """NoMUS = λ·TA + (1 − λ)·(1 − 2·|A_mia − 0.5|), λ = 0.5, TA and A_mia (``mia_cv_accuracy``, the
-    mean over its draws) on our test split."""
-    acc, n = test_accuracy(ev)
-    attack = mia_cv_accuracy(ev).mean
-    return 0.5 * acc + 0.5 * (1.0 - 2.0 * abs(attack - 0.5)), n
+    """:func:`nomus_of` of the model's test accuracy and CV attack."""
+    return nomus_of(test_accuracy(ev), mia_cv_accuracy(ev))
 
 
 @register_composite(
@@ -369,17 +381,22 @@ def refused_metrics(ev: Evaluation) -> dict[str, str]:
 def compute_metrics(ev: Evaluation) -> dict[str, tuple[float, int]]:
     """Every registered metric that applies to ``ev`` and has a value (not in
     :func:`refused_metrics`): name → (value, n), in registry order. A draws metric gives its mean
-    and, under its companion's name, its spread (one computation for both)."""
+    and, under its companion's name, its spread (one computation for both); a metric with ``inputs``
+    is combined from their results when they are computed too."""
     refused = refused_metrics(ev)
     names = [name for name, m in METRICS.items() if m.applies(ev) and name not in refused and not m.spread_of]
-    workers = min(len(names), torch.get_num_threads())
+    combined = [n for n in names if all(i in names for i in METRICS.get(n).inputs) and METRICS.get(n).combine]
+    direct = [n for n in names if n not in combined]
+    workers = min(len(direct), torch.get_num_threads())
     if workers <= 1:
-        results = {n: METRICS.get(n).fn(ev) for n in names}
+        results = {n: METRICS.get(n).fn(ev) for n in direct}
     else:
-        first = [n for n in names if n in THREADED_METRICS] + [n for n in names if n not in THREADED_METRICS]
+        first = [n for n in direct if n in THREADED_METRICS] + [n for n in direct if n not in THREADED_METRICS]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metric") as pool:
             futures = {n: pool.submit(METRICS.get(n).fn, ev) for n in first}
-            results = {n: futures[n].result() for n in names}
+            results = {n: futures[n].result() for n in direct}
+    for n in combined:  # from their inputs' results: nomus does not redo mia_cv_accuracy's draws
+        results[n] = METRICS.get(n).combine(*(results[i] for i in METRICS.get(n).inputs))
     out: dict[str, tuple[float, int]] = {}
     for n in names:
         result = results[n]

@@ -437,3 +437,19 @@ def test_threaded_attacks_give_the_sequential_values_in_registry_order():
     assert list(threaded) == list(sequential) == [n for n in METRICS.names() if n in sequential]
     assert threaded == sequential
     assert set(THREADED_METRICS) - set(metrics.RESIDUE_METRICS) <= set(threaded)
+
+
+def test_nomus_is_combined_from_its_inputs_without_redoing_the_attack(monkeypatch):
+    ev = make_eval()
+    alone = metrics.nomus(ev)
+    acc, n = metrics.test_accuracy(ev)
+    cv = metrics.mia_cv_accuracy(ev).mean
+    assert alone == (pytest.approx(0.5 * acc + 0.5 * (1.0 - 2.0 * abs(cv - 0.5)), abs=1e-12), n)
+    calls = []
+    real = mia.cv_attack_accuracy
+    monkeypatch.setattr(mia, "cv_attack_accuracy", lambda *a, **kw: calls.append(kw.get("draw")) or real(*a, **kw))
+    stored = compute_metrics(ev)
+    assert stored["nomus"] == (pytest.approx(alone[0], abs=1e-12), n)
+    assert sorted(calls) == list(range(mia.SHADOW_DRAWS))  # once per draw, not twice
+    with pytest.raises(ValueError, match="inputs .* and combine together"):
+        metrics.register_metric("bad", "max", "x", measures="combined", inputs=("no_such_metric",), combine=min)
