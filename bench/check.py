@@ -173,7 +173,12 @@ def check(
     if threads is not None and executor != "local":
         raise ValueError(f"--threads sets the CPU threads of a local re-run; with --executor {executor} each of the "
                          f"--jobs {jobs} workers gets cores/{jobs} threads: drop --threads or use --executor local")
-    settings = {parse_device_label(str(d)) for d in base["device"].unique()} if device == "cpu" else set()
+    # The machine settings of the rows the re-run is compared with: those of the registered task
+    # versions when the baseline has them (older versions, made elsewhere, are never compared).
+    versions = base["task"].map({t.name: t.version for t in task_objs})
+    current = base[(base["task_version"].astype("int64") == versions) & (base["status"] == "ok")]
+    made = current if len(current) else base
+    settings = {parse_device_label(str(d)) for d in made["device"].unique()} if device == "cpu" else set()
     if threads is None and executor == "local" and len(settings) == 1 and None not in settings:
         threads = next(iter(settings)).threads
         notes.append(f"re-ran with the baseline's {threads} CPU thread(s)")

@@ -368,6 +368,19 @@ def test_another_instruction_set_applies_the_cross_isa_tolerances(
     assert "note: the baseline ran SOMEOTHERISA" in result.format()
 
 
+def test_older_task_versions_made_elsewhere_do_not_loosen_the_check(
+        baseline: Path, synthetic_task: Task, reference_cache: Path, tmp_path: Path):
+    """The published store keeps older task versions' rows (made on an AVX2 machine, say); the
+    check compares only the registered version's, so only their device decides exactness."""
+    rows = read_store(baseline)
+    older = rows.assign(task_version=rows["task_version"] - 1, run_id=rows["run_id"] + "-v0",
+                        device="cpu (1 threads, SOMEOTHERISA)", timestamp="2020-01-01T00:00:00+00:00")
+    pd.concat([rows, older]).to_parquet(tmp_path / "mixed.parquet")
+    result = check(tmp_path / "mixed.parquet", [synthetic_task], ["finetune"], [0], cache=reference_cache)
+    assert result.ok, result.format()
+    assert result.tolerances == {} and not any("SOMEOTHERISA" in n for n in result.notes)
+
+
 def test_every_compared_metric_has_a_cross_isa_tolerance():
     """A metric without one is compared exactly across instruction sets, where nothing is exact: the
     residue metrics and the draws' spreads lacked one, so a check on a machine of the
