@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
@@ -359,8 +360,6 @@ def partitions_of(n: int, seed: int = 0, count: int | None = None) -> list[tuple
     seeds = np.arange(n)
     first = (seeds[: n // 2], seeds[n // 2:])
     if math.comb(n, n // 2) // 2 <= count:  # all of them: the halves holding seed 0, from combinations
-        from itertools import combinations
-
         return [(np.array(a), np.setdiff1d(seeds, a)) for a in combinations(range(n), n // 2) if a[0] == 0]
     rng, out, seen = np.random.default_rng([seed, n]), [first], {tuple(first[0])}
     while len(out) < count:
