@@ -1,4 +1,4 @@
-"""The ``bench`` command: run, ls, audit, report, signal, check, perf. One module, slightly over 300 lines: the
+"""The ``bench`` command: run, ls, audit, report, signal, memorisation, check, perf. One module, slightly over 300 lines: the
 parser, the argument types that refuse a user's mistake before any work, and the commands they feed."""
 from __future__ import annotations
 
@@ -164,6 +164,20 @@ def cmd_signal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_memorisation(args: argparse.Namespace) -> int:
+    """`bench memorisation`: memorisation scores and the two stratified forget sets (see bench/memorisation.py)."""
+    import torch
+
+    from bench.memorisation import make_forget_sets
+
+    torch.set_num_threads(args.threads)
+    paths = make_forget_sets(args.task, models=args.models, size=args.size, name=args.name, device=args.device,
+                             data_root=args.data_root, folder=Path(args.out) if args.out else None,
+                             progress=lambda msg: print(f"bench memorisation: {msg}", file=sys.stderr))
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """`bench check`: re-run a suite and compare every metric with a baseline (see bench/check.py)."""
     from bench.check import check, parse_tolerances
@@ -266,6 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=USER_RESULTS, help=f"results directory (default ./{USER_RESULTS}; the "
                    "published store is results/)")
     p.set_defaults(fn=cmd_signal)
+
+    p = sub.add_parser("memorisation", help="memorisation scores of a task's training pool and its high/low forget sets",
+                       description="Train --models models of TASK's recipe, each on a random half of its training pool, "
+                       "score every image by Feldman & Zhang's estimator (correct when trained on it minus when not), and "
+                       "write NAME.scores.json, NAME-high.json (the --size most memorised) and NAME-low.json (--size never "
+                       "needing memory) to --out. Never overwrites a file.")
+    p.add_argument("task")
+    p.add_argument("--models", type=positive_int, default=32, help="models trained on random halves (default 32)")
+    p.add_argument("--size", type=positive_int, required=True, help="images in each forget set")
+    p.add_argument("--name", required=True, help="file stem of the forget sets (e.g. fmnist-mem10k)")
+    p.add_argument("--out", default=None, help="folder (default: the package's datasets/forgetsets, which ships them)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--data-root", default=None, help="where dataset files live")
+    p.set_defaults(fn=cmd_memorisation)
 
     p = sub.add_parser("check", help="re-run a suite and compare every metric with a baseline (regression check)",
                        description="Re-runs the digits suite (or --tasks/--methods/--seeds) into a temporary results "

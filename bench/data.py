@@ -77,9 +77,11 @@ class TaskData:
     split_hash: str
     val_hash: str
     audit: dict[str, Any] = field(default_factory=dict)  # how the split was made; leakage-audit counts
-    # per-example bookkeeping (bench.examples): the dataset's training index of each forget image,
-    # in D_f's order; the control sample's positions in ``test`` and their dataset test indices
+    # per-example bookkeeping (bench.examples, bench.memorisation): the dataset's training index of
+    # each forget image, in D_f's order, and of each train image (ascending, ``train``'s order); the
+    # control sample's positions in ``test`` and their dataset test indices
     forget_index: torch.Tensor | None = None
+    train_index: torch.Tensor | None = None
     control: torch.Tensor | None = None
     control_index: torch.Tensor | None = None
 

@@ -13,6 +13,12 @@ For a task and seed the training images are split, in this order and determinist
 Both draws use the task's split seed (``Task.split_seed_for``): the task's own ``split_seed``
 when it has one (seeds by role: every model seed shares the split), else the model seed.
 
+**Training subsets** (``Task.train_subset = n``, the memorising tasks): before step 1 a fixed
+class-stratified round(n/N · N_c) images of each class c are drawn (seed stream ``"subset"`` of
+the split seed) as the training pool, and the validation split is a class-stratified
+``val_fraction · n`` of the held-out training images outside it (stream ``"val"``); the rest of
+those held-out images is used by nothing. A small pool lets a CPU recipe memorise it.
+
 Test data D_t is the dataset's fixed test split; D_ft are its images of the forgotten classes.
 The **control** images (:func:`control_positions`) are a fixed sample of D_t, the same for every
 seed and method: the held-out images whose per-example values are stored beside the forget
@@ -45,6 +51,7 @@ import torch
 
 from bench.data import Split, TaskData, generator, stratified_pick
 from bench.datasets import ImageDataset, load_dataset
+from bench.forgetsets import load_forget_set
 from bench.leakage import enforce_leakage_audit, verify_no_leakage
 from bench.tasks import Task
 
@@ -84,6 +91,8 @@ def carve_validation(task: Task, ds: ImageDataset, seed: int, order: torch.Tenso
     """The dataset's fixed validation split, the first ``val_fraction`` of the fixed shuffle
     ``order``, or a class-stratified ``val_fraction`` (seed stream ``"val"``)."""
     x, y = ds.train_x, ds.train_y
+    if task.train_subset:
+        return carve_subset(task, ds)
     if ds.has_fixed_val:
         if task.val_fraction != 0.0:
             raise ValueError(f"task {task.name}: dataset {ds.name} ships a fixed validation split, which is used as "
@@ -97,6 +106,26 @@ def carve_validation(task: Task, ds: ImageDataset, seed: int, order: torch.Tenso
     val_mask = stratified_pick(y, task.val_fraction, generator(task.split_seed_for(seed), "val"))
     return Validation(x, y, ds.train_groups, torch.nonzero(val_mask).flatten(), torch.nonzero(~val_mask).flatten(), 0,
                       f"carved: a class-stratified {task.val_fraction:.0%} of the training images (seed stream 'val')")
+
+
+def carve_subset(task: Task, ds: ImageDataset) -> Validation:
+    """A training subset's pool and its validation split from the held-out rest (module docstring)."""
+    y, n = ds.train_y, task.train_subset
+    if ds.has_fixed_val or ds.leakage_audit or task.forget.seed is not None:
+        raise ValueError(f"task {task.name}: a training subset applies to a dataset without a fixed validation split "
+                         f"or leakage audit, and to forget rules without a fixed shuffle; {ds.name} / {task.forget.describe()}")
+    if not 0 < n < len(y):
+        raise ValueError(f"task {task.name}: train_subset={n} must be below the {len(y)} training images of {ds.name}")
+    in_subset = stratified_pick(y, n / len(y), generator(task.split_seed, "subset"))
+    rest = torch.nonzero(~in_subset).flatten()
+    val_share = task.val_fraction * int(in_subset.sum()) / len(rest)
+    if not 0.0 < val_share <= 1.0:
+        raise ValueError(f"task {task.name}: val_fraction={task.val_fraction} of the {n}-image subset must be > 0 and at most "
+                         f"the {len(rest)} held-out training images")
+    val_idx = rest[stratified_pick(y[rest], val_share, generator(task.split_seed, "val"))]
+    return Validation(ds.train_x, y, ds.train_groups, torch.sort(val_idx).values, torch.nonzero(in_subset).flatten(), 0,
+                      f"held out: a class-stratified {len(val_idx)} of the {len(rest)} training images outside the fixed "
+                      f"{int(in_subset.sum())}-image training subset (seed streams 'subset', 'val')")
 
 
 def forget_mask(task: Task, ds: ImageDataset, seed: int, pool: torch.Tensor, order: torch.Tensor | None, n_carved: int) -> torch.Tensor:
@@ -115,6 +144,14 @@ def forget_mask(task: Task, ds: ImageDataset, seed: int, pool: torch.Tensor, ord
         k = int(round(rule.fraction * len(pool)))
         mask[torch.randperm(len(pool), generator=generator(task.split_seed_for(seed), "forget"))[:k]] = True
         return mask
+    if rule.kind == "examples":
+        listed = load_forget_set(rule.index_file, rule.index_sha256, dataset=ds.name)
+        outside = int((~torch.isin(listed, pool)).sum())
+        if outside:
+            raise ValueError(f"task {task.name}: forget set {rule.index_file} lists {outside} of its {len(listed)} images outside "
+                             f"the task's training pool ({len(pool)} images); it was made for another pool — remake it with "
+                             "the command its file records, against this task's pool")
+        return torch.isin(pool, listed)
     if rule.kind == "identities":
         if ds.train_groups is None:
             raise ValueError(f"task {task.name}: identity forgetting needs a dataset with a person identity per "
@@ -239,9 +276,11 @@ def build_task_data(task: Task, seed: int, data_root: str | None = None) -> Task
         split_hash=tensor_hash(forget_idx, retain_idx, val_idx),
         # the original trains on the pool: with the leakage audit the pool is de-duplicated, so its
         # indices join the validation split's in the hash that keys the cached original
-        val_hash=tensor_hash(val_idx, train_idx) if ds.leakage_audit else tensor_hash(val_idx),
+        # (and so do a training subset's, which is not the whole training set less validation)
+        val_hash=tensor_hash(val_idx, train_idx) if ds.leakage_audit or task.train_subset else tensor_hash(val_idx),
         audit=audit,
         forget_index=forget_idx,
+        train_index=train_idx,
         control=control,
         control_index=test_idx[control],
     )

@@ -21,10 +21,11 @@ from bench.lookup import Registry, UnknownName, unknown_message
 
 #: What a task may forget (:class:`ForgetRule`'s ``kind``) and a method may declare it applies to
 #: (``@method(applies_to=...)``): whole ``classes``, a ``random`` fraction of the images, whole
-#: people (``identities``). The one declaration; :data:`FORGET_KINDS` is derived from it. A new
+#: people (``identities``), or a shipped list of training images (``examples``: the
+#: memorisation-stratified forget sets of :mod:`bench.memorisation`). The one declaration; :data:`FORGET_KINDS` is derived from it. A new
 #: kind is declared here (with its parameters in :class:`ForgetRule`) and picks its images in
 #: :func:`bench.splits.forget_mask`: two files.
-ForgetKind = Literal["classes", "random", "identities"]
+ForgetKind = Literal["classes", "random", "identities", "examples"]
 FORGET_KINDS: tuple[str, ...] = get_args(ForgetKind)
 
 
@@ -73,6 +74,9 @@ class ForgetRule:
       split (its first ⌊val_fraction · n⌋), then retain (the next ⌊(1 − f) · rest⌋) and forget
       (the remainder), as in DLFD's ``RAF_loader.py`` (``seed=42``). Without ``seed`` the forget
       set is drawn from the run seed.
+    * ``ForgetRule("examples", index_file=name, index_sha256=h)``: the training images listed in
+      the shipped forget-set file ``name`` (:mod:`bench.forgetsets`), whose indices must hash to
+      ``h`` — a file edited after the task was registered is an error, not other numbers.
     """
 
     kind: ForgetKind
@@ -80,6 +84,8 @@ class ForgetRule:
     fraction: float = 0.0
     rows: int = 0
     seed: int | None = None
+    index_file: str = ""
+    index_sha256: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in FORGET_KINDS:
@@ -93,6 +99,9 @@ class ForgetRule:
             raise ValueError(f"rows (the first-rows rule) applies to identity forgetting only, with rows > 0; got {self.kind} rows={self.rows}")
         if self.seed is not None and (self.kind != "random" or self.seed < 0):
             raise ValueError(f"a fixed split seed applies to random forgetting only, with seed >= 0; got {self.kind} seed={self.seed}")
+        if (self.kind == "examples") != bool(self.index_file) or bool(self.index_file) != bool(self.index_sha256):
+            raise ValueError("forgetting listed examples needs index_file (a shipped forget-set file) and its "
+                             f"index_sha256, and only that kind takes them; got {self.kind} index_file={self.index_file!r}")
         if (self.kind == "random" or (self.kind == "identities" and not self.rows)) and not 0.0 < self.fraction < 1.0:
             raise ValueError(f"{self.kind} forgetting needs 0 < fraction < 1, got {self.fraction}")
 
@@ -101,6 +110,8 @@ class ForgetRule:
             return f"class{'es' if len(self.classes) > 1 else ''} {', '.join(map(str, self.classes))}"
         if self.kind == "identities" and self.rows:
             return f"every image of the people in the first {self.rows} training rows"
+        if self.kind == "examples":
+            return f"the training images listed in forget set {self.index_file} (sha256 {self.index_sha256[:12]}…)"
         fixed = f" (fixed split, seed {self.seed})" if self.seed is not None else ""
         return f"{self.fraction:.0%} of training {'images' if self.kind == 'random' else 'identities'} at random{fixed}"
 
@@ -120,12 +131,16 @@ class Task:
     surrogate_size: int = 0
     tags: tuple[str, ...] = field(default=())
     split_seed: int | None = None  # fixes validation and forget set; None: drawn from each model seed
+    train_subset: int = 0  # > 0: train on a fixed class-stratified subset of this many images (memorising tasks)
 
     def __post_init__(self) -> None:
         if (self.surrogate is None) != (self.surrogate_size == 0):
             raise ValueError(f"task {self.name}: give both surrogate and surrogate_size, or neither")
         if self.split_seed is not None and self.split_seed < 0:
             raise ValueError(f"task {self.name}: split_seed must be >= 0 or None, got {self.split_seed}")
+        if self.train_subset < 0 or (self.train_subset and self.split_seed is None):
+            raise ValueError(f"task {self.name}: a training subset needs train_subset > 0 and a split_seed that fixes it; "
+                             f"got train_subset={self.train_subset}, split_seed={self.split_seed}")
 
     @property
     def fixed_split(self) -> bool:
@@ -146,11 +161,16 @@ class Task:
                 "original s and oracle s and runs the method on original s")
 
     def identity(self) -> dict:
-        """Everything that defines the task's numbers (hashed into run ids). ``split_seed`` joins it
-        only when set, so the run ids of the tasks without one are those they had before it existed."""
+        """Everything that defines the task's numbers (hashed into run ids). ``split_seed``,
+        ``train_subset`` and the forget rule's ``index_file``/``index_sha256`` join it only when
+        set, so the run ids of the tasks without them are those they had before they existed."""
         out = asdict(self) | {"tags": None, "description": None}
-        if self.split_seed is None:
-            del out["split_seed"]
+        for key, unset in (("split_seed", None), ("train_subset", 0)):
+            if out[key] == unset:
+                del out[key]
+        for key in ("index_file", "index_sha256"):
+            if not out["forget"][key]:
+                del out["forget"][key]
         return out
 
 
@@ -235,6 +255,41 @@ register_task(Task(
     split_seed=0,
 ))
 SUITES["fmnist"] = ("fmnist-lenet-class", "fmnist-lenet-random10", "fmnist-lenet-multiclass")
+
+# ---------------------------------------------------------------------------------------------
+# Memorising Fashion-MNIST: a fixed class-stratified 10,000-image training subset (1,000 per class;
+# split seed 0), which LeNet memorises on 2 CPU cores (40 epochs of Adam 2e-3, batch 128, cosine to
+# zero: ≥ 99 % training accuracy, no augmentation), so that an oracle that never saw the forget
+# set is measurably worse on it than the original. Validation: 1,000 held-out training images
+# outside the subset. The originals of the five tasks are one model per seed (same pool).
+# highmem / lowmem forget the shipped memorisation-stratified sets (bench.memorisation; made by
+# the command in their files): the most memorised 1,000, and 1,000 that need no memory — the
+# designed negative control, where the ideal unlearning changes nothing.
+# ---------------------------------------------------------------------------------------------
+MEM_RECIPE = Recipe(epochs=40, batch_size=128, lr=2e-3, optimizer="adam", schedule="cosine")
+MEM_SUBSET = 10000
+MEM_FORGET_SETS = {  # forget-set file → sha256 of its indices (bench.forgetsets.index_sha256)
+    "fmnist-mem10k-high": "c7e54dac5dd99b7cd1319f4b1a4f2fb657eaa3511f299ac0fe274e8162fdea73",
+    "fmnist-mem10k-low": "839435ac62a130a03021c2b80695648dcc0f5c6d5492b06b18b2836d69665d70",
+}
+
+for _name, _desc, _rule in [
+    ("fmnist-lenet-mem10k-random10", "forget 10% of the training subset, uniformly at random",
+     ForgetRule("random", fraction=0.1)),
+    ("fmnist-lenet-mem10k-class", "forget every subset image of class 0 (T-shirt/top)", ForgetRule("classes", classes=(0,))),
+    ("fmnist-lenet-mem10k-multiclass", "forget every subset image of classes 2 (pullover) and 7 (sneaker)",
+     ForgetRule("classes", classes=(2, 7))),
+    ("fmnist-lenet-mem10k-highmem", "forget the 1,000 subset images of highest memorisation score",
+     ForgetRule("examples", index_file="fmnist-mem10k-high", index_sha256=MEM_FORGET_SETS["fmnist-mem10k-high"])),
+    ("fmnist-lenet-mem10k-lowmem", "forget 1,000 subset images that need no memorisation (negative control)",
+     ForgetRule("examples", index_file="fmnist-mem10k-low", index_sha256=MEM_FORGET_SETS["fmnist-mem10k-low"])),
+]:
+    register_task(Task(
+        name=_name, description=f"Fashion-MNIST 10k subset, LeNet trained to memorise it: {_desc}",
+        dataset="fashion_mnist", arch="lenet", forget=_rule, recipe=MEM_RECIPE, version=1, surrogate="photo_crops",
+        surrogate_size=10000, tags=("memorising",), split_seed=0, train_subset=MEM_SUBSET,
+    ))
+SUITES["memorising"] = tuple(t for t in TASKS.names() if "memorising" in TASKS.get(t).tags)
 
 # ---------------------------------------------------------------------------------------------
 # The papers' GPU-scale tasks. CIFAR/SVHN ResNet-18: SalUn's recipe (SGD 0.1, momentum 0.9,

@@ -5,8 +5,9 @@ the source with :mod:`ast`. A module may import one of a strictly lower layer, o
 layer as long as no cycle forms; an upward import or a cycle fails, naming the pair. The layers,
 lowest first, are those of DESIGN.md:
 
-    env, lookup, files < tasks, registry, results, datasets < data, splits, leakage, models, train
-        < references, metrics, mia, residue, crossseed, examples, group, claims, methods < report < run < compare < check, perf < cli < bench
+    env, lookup, files < tasks, registry, results, datasets < data, forgetsets, splits, leakage, models, train
+        < references, metrics, mia, residue, crossseed, examples, group, claims, methods, memorisation < report < run
+        < compare < check, perf < cli < bench
 
 ``bench.registry`` loads the bundled methods by importing the ``bench.methods`` package (a plugin
 mechanism): that one edge is the only import allowed to point upward.
@@ -26,9 +27,9 @@ SOURCES = {"bench": ROOT / "bench", "bench.methods": ROOT / "methods", "bench.da
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("bench.env", "bench.lookup", "bench.files"),
     ("bench.tasks", "bench.registry", "bench.results", "bench.datasets"),
-    ("bench.data", "bench.splits", "bench.leakage", "bench.models", "bench.train"),
+    ("bench.data", "bench.forgetsets", "bench.splits", "bench.leakage", "bench.models", "bench.train"),
     ("bench.references", "bench.metrics", "bench.mia", "bench.svc", "bench.residue", "bench.crossseed", "bench.examples", "bench.group",
-     "bench.claims", "bench.methods"),
+     "bench.claims", "bench.methods", "bench.memorisation"),
     ("bench.report",),
     ("bench.run",),
     ("bench.compare",),

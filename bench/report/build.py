@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.claims import Claim, claims_for
 from bench.files import atomic_write_text
-from bench.report.crossseed import ExamplesOf, crossseed_section
+from bench.report.crossseed import ExamplesOf, attack_gate, crossseed_section
 from bench.report.index import render_index
 from bench.report.pages import GENERATED_HEADER, page_name, render_task
 from bench.report.plots import PLOT_KINDS, PLOTS_DIR, plot_files, plot_name
@@ -40,7 +40,7 @@ def render_report(df: pd.DataFrame, *, claims: Sequence[Claim] | None = None, pl
     rows = check_rows(df)
     tasks = sorted(set(rows["task"]))
     selections = [select_task_rows(rows, t) for t in tasks]
-    signals = [task_signal(s.ok) for s in selections]
+    signals = [replace(task_signal(s.ok), attack=attack_gate(s, examples)) for s in selections]
     tables = [summarize(s, g) for s, g in zip(selections, signals)]
     out = {"index.md": render_index(selections, tables, signals)}
     figures: dict[str, str] = {}

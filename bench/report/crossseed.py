@@ -72,25 +72,63 @@ def tpr(h: Halves, name: str) -> str:
     return f"{sum(r.tpr_at_fpr for r in h.details[name]) / len(h.details[name]):.3f}"
 
 
-def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None, *, entries: bool = True) -> list[str]:
-    """The page's section (empty when the store has no per-example values for the task);
-    ``entries=False``: only the floor, the signal and the control (``bench signal``)."""
+def attack_inputs(selected: TaskRows, examples_of: ExamplesOf | None) -> tuple[pd.DataFrame, dict[str, dict[int, str]]] | str:
+    """The task's per-example rows and run ids (entry → seed → run id), or why the attack is not
+    computed; ``""`` when the store has no per-example values for the task at all."""
     task = TASKS.get(selected.task) if selected.task in TASKS else None
     examples = examples_of(selected.task) if examples_of is not None else None
     if task is None or examples is None or examples.empty:
-        return []
-    head = ["## Per-example attacks across seeds", ""]
+        return ""
     if not task.fixed_split:
-        return head + ["Not computed: each seed of this task draws its own forget set, and the cross-seed attacks "
-                       "compare models on one forget set (a task with a `split_seed`, see `bench.tasks`).", ""]
+        return ("Not computed: each seed of this task draws its own forget set, and the cross-seed attacks "
+                "compare models on one forget set (a task with a `split_seed`, see `bench.tasks`).")
     runs = run_ids(selected, examples)
     if ORIGINAL not in runs or ORACLE not in runs:
-        return head + ["Not computed: the original's or the oracle's runs have no per-example values.", ""]
+        return "Not computed: the original's or the oracle's runs have no per-example values."
     base = shared_seeds(runs[ORIGINAL], runs[ORACLE])
     if len(base) < MIN_SEEDS:
-        return head + [f"Not computed: {len(base)} seeds have the original's and the oracle's per-example values; "
-                       f"the attack needs {MIN_SEEDS} (three models per half).", ""]
-    return head + attack_lines(selected, examples, runs, entries)
+        return (f"Not computed: {len(base)} seeds have the original's and the oracle's per-example values; "
+                f"the attack needs {MIN_SEEDS} (three models per half).")
+    return examples, runs
+
+
+def crossseed_section(selected: TaskRows, examples_of: ExamplesOf | None, *, entries: bool = True) -> list[str]:
+    """The page's section (empty when the store has no per-example values for the task);
+    ``entries=False``: only the floor, the signal and the control (``bench signal``)."""
+    found = attack_inputs(selected, examples_of)
+    if found == "":
+        return []
+    head = ["## Per-example attacks across seeds", ""]
+    if isinstance(found, str):
+        return head + [found, ""]
+    return head + attack_lines(selected, *found, entries)
+
+
+def original_halves(examples: pd.DataFrame, runs: dict[str, dict[int, str]], split: str) -> Halves:
+    """The original's models against the oracles' on ``split``, over the seeds both have: the floor and the signal."""
+    base = shared_seeds(runs[ORIGINAL], runs[ORACLE])
+    return halves(PRIMARY, matrices(examples, runs, [ORACLE], base, split)[ORACLE],
+                  {ORIGINAL: matrices(examples, runs, [ORIGINAL], base, split)[ORIGINAL]})
+
+
+def attack_gate(selected: TaskRows, examples_of: ExamplesOf | None) -> str:
+    """The signal gate's attack half: ``""`` when the original's ``ulira_accuracy`` lies above the
+    floor beyond noise (CI of original − floor above 0), else why the task fails it — too few seeds
+    with per-example values, or a forget set drawn per seed, fail it too. Not applied (``""``) to a
+    store without any per-example values for the task (``examples_of`` None, or rows written before
+    they were stored): its page has no attack section either."""
+    found = attack_inputs(selected, examples_of)
+    if found == "":
+        return ""
+    if isinstance(found, str):
+        why = found.removeprefix("Not computed: ")
+        return (f"the signal gate needs `{PRIMARY}` to separate the original from the oracle, and it is not computed "
+                f"here: {why.rstrip('.')}")
+    minus_floor = original_halves(*found, FORGET).minus_floor[ORIGINAL]
+    if minus_floor.low > 0.0:
+        return ""
+    return (f"`{PRIMARY}` does not separate the original from the oracle beyond noise (original − floor "
+            f"{ci(minus_floor)}), so no entry can be told from doing nothing on it")
 
 
 def matrices(examples: pd.DataFrame, runs: dict[str, dict[int, str]], entries: list[str], seeds: tuple[int, ...],
@@ -105,10 +143,7 @@ def attack_lines(selected: TaskRows, examples: pd.DataFrame, runs: dict[str, dic
     for e in entries:
         groups.setdefault(shared_seeds(runs[ORIGINAL], runs[ORACLE], runs[e]), []).append(e)
     base = shared_seeds(runs[ORIGINAL], runs[ORACLE])
-    reference = halves(PRIMARY, matrices(examples, runs, [ORACLE], base, FORGET)[ORACLE],
-                       {ORIGINAL: matrices(examples, runs, [ORIGINAL], base, FORGET)[ORIGINAL]})
-    control = halves(PRIMARY, matrices(examples, runs, [ORACLE], base, CONTROL)[ORACLE],
-                     {ORIGINAL: matrices(examples, runs, [ORIGINAL], base, CONTROL)[ORIGINAL]})
+    reference, control = original_halves(examples, runs, FORGET), original_halves(examples, runs, CONTROL)
     signal = reference.minus_floor[ORIGINAL].low > 0.0
     n = len(base)
     variance = "per-example" if n // 2 >= PER_EXAMPLE_VARIANCE_FROM else "pooled (LiRA's fixed variance)"

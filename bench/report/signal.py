@@ -13,6 +13,12 @@ composite score of the task, which combines the rest of its inputs (:attr:`Compo
 signal, the composite is not computed on the task (n/a) and a task ranked by it has no ranks;
 the same holds for a task ranked by one forgetting metric without signal.
 
+**The signal gate.** A task is ranked only when, besides its ranking metric, the cross-seed
+per-example attack separates original from oracle too: ``ulira_accuracy``'s original − floor CI
+lies above 0 (:func:`bench.report.crossseed.attack_gate`; computed from the stored per-example
+values, so a task with fewer than six seeds of them, or a forget set drawn per seed, is not ranked
+either). A task that fails is shown with every number, and its page says why it has no ranks.
+
 Beside p the table prints the mean of d with its 95 % t interval (it excludes 0 exactly when
 p < 0.05), and the same for **oracle against oracle**: the oracle's seeds in two halves,
 d_i = o_{A_i} − o_{B_i} (:func:`bench.report.paired.split_half_differences`), how far two
@@ -66,9 +72,12 @@ class MetricSignal:
 
 @dataclass(frozen=True)
 class TaskSignal:
-    """The signal of every stored forgetting metric of one task (registry order)."""
+    """The signal of every stored forgetting metric of one task (registry order), and the signal
+    gate's attack half (:func:`bench.report.crossseed.attack_gate`): ``""`` when the cross-seed
+    ``ulira_accuracy`` separates original from oracle (or was not asked for), else why not."""
 
     metrics: tuple[MetricSignal, ...]
+    attack: str = ""
 
     def lacking(self) -> tuple[str, ...]:
         """The stored forgetting metrics without signal on the task."""
@@ -88,7 +97,7 @@ class TaskSignal:
         the oracle), the reason says what to run."""
         if name in COMPOSITES:
             if self.inputs(name):
-                return ""
+                return self.attack
             missing = [m for m in COMPOSITES.get(name).of if m in self.lacking()]
             why = (f"none of the forgetting inputs of `{name}` ({and_list([f'`{m}`' for m in missing])}) separates "
                    "the original from the oracle on this task beyond noise (no signal), so it cannot tell "
@@ -98,7 +107,7 @@ class TaskSignal:
             why = (f"`{name}` does not separate the original from the oracle on this task beyond noise (no signal), "
                    "so it cannot tell forgetting from doing nothing")
         else:
-            return ""
+            return self.attack
         if all(math.isnan(s.p) for s in self.metrics if s.metric in missing):
             why += ("; the test needs the original and the oracle on at least two shared seeds: run the `original` "
                     "method on the oracle's seeds")
