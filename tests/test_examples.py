@@ -240,3 +240,40 @@ def test_legacy_task_page_says_why_it_has_no_attack(synthetic_random_task: Task,
 ])
 def test_reading_of_an_entry(floor: Estimate, original: Estimate, expected: str) -> None:
     assert reading(floor, original).startswith(expected)
+
+
+# --------------------------------------------------------------------------- the signal gate
+
+def test_signal_gate_follows_the_attack_and_unranks_a_task_it_cannot_test(stored: Path, fixed_task: Task) -> None:
+    from bench.report.crossseed import attack_gate
+    from bench.report.select import check_rows, select_task_rows
+
+    TASKS._entries[fixed_task.name] = fixed_task
+    try:
+        rows = read_store(stored)
+        page = render_report(rows, plots=False, examples=store_examples(stored))[f"{fixed_task.name}.md"]
+        gate = attack_gate(select_task_rows(check_rows(rows), fixed_task.name), store_examples(stored))
+        separates = "the task separates original from oracle on this attack" in page
+        assert (gate == "") == separates
+        if not separates:
+            assert "`ulira_accuracy` does not separate the original from the oracle beyond noise" in gate
+            assert f"- **Not ranked:** {gate}." in page
+        three = rows[rows["seed"] < 3]
+        small = attack_gate(select_task_rows(check_rows(three), fixed_task.name), store_examples(stored))
+        assert small.startswith("the signal gate needs `ulira_accuracy` to separate the original from the oracle, and it "
+                                "is not computed here: 2 seeds have") and "the attack needs 6" in small
+        # without per-example values the gate is not applied (and the page has no attack section)
+        assert attack_gate(select_task_rows(check_rows(three), fixed_task.name), None) == ""
+    finally:
+        TASKS._entries.pop(fixed_task.name)
+
+
+def test_a_task_failing_the_gate_is_not_ranked_whatever_its_ranking_metric_says() -> None:
+    from bench.report.paired import Interval
+    from bench.report.signal import MetricSignal, TaskSignal
+
+    gap = Interval(0.1, 0.05, 0.15, 8)
+    present = MetricSignal("forget_accuracy", 0.99, 0.88, 0.001, 8, gap, Interval(0.0, -0.02, 0.02, 4))
+    assert TaskSignal((present,)).unranked_why("avg_gap") == ""
+    failing = TaskSignal((present,), attack="`ulira_accuracy` does not separate ...")
+    assert failing.unranked_why("avg_gap") == failing.attack == failing.unranked_why("forget_accuracy")
